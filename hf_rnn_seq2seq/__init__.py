@@ -1,0 +1,32 @@
+"""hf-rnn-seq2seq: the GRU encoder–decoder with attention as a first-class transformers model.
+
+Importing the package registers the classes with `AutoConfig`, `AutoModel` and `AutoModelForSeq2SeqLM`, and marks
+them for `save_pretrained` to write an `auto_map` plus the model code, so saved folders also load with
+`trust_remote_code=True` where this package is not installed.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+
+from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNNSeq2SeqConfig
+from .modeling_rnn_seq2seq import (
+    RNNDecoderState,
+    RNNSeq2SeqForConditionalGeneration,
+    RNNSeq2SeqModel,
+    RNNSeq2SeqPreTrainedModel,
+)
+
+AutoConfig.register(RNNSeq2SeqConfig.model_type, RNNSeq2SeqConfig, exist_ok=True)
+AutoModel.register(RNNSeq2SeqConfig, RNNSeq2SeqModel, exist_ok=True)
+AutoModelForSeq2SeqLM.register(RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration, exist_ok=True)
+RNNSeq2SeqConfig.register_for_auto_class()
+RNNSeq2SeqModel.register_for_auto_class("AutoModel")
+RNNSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "RNNDecoderState",
+    "RNNSeq2SeqConfig",
+    "RNNSeq2SeqForConditionalGeneration",
+    "RNNSeq2SeqModel",
+    "RNNSeq2SeqPreTrainedModel",
+]

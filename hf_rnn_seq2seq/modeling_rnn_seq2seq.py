@@ -1,0 +1,526 @@
+"""GRU encoder–decoder with attention (Cho et al. 2014; Bahdanau et al. 2015; Luong et al. 2015).
+
+Self-contained on purpose: this file is copied next to the weights for `trust_remote_code` loading, so it may
+import only `torch`, `transformers` and the configuration file beside it.
+
+Shapes: B batch, S source length, T target length, E `embedding_dim`, H decoder `hidden_size`,
+K encoder output width (`config.encoder_output_size`), A attention width, L decoder layers, V vocabulary.
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+
+from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Teacher-forcing decoder inputs: the start token followed by the labels, -100 read as padding. (B, T)"""
+    shifted = labels.new_full(labels.shape, pad_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def _check_right_padded(mask: torch.Tensor, name: str) -> None:
+    # Packed sequences and the causal decoder read a row as its first `mask.sum()` positions.
+    if mask.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, length), got {tuple(mask.shape)}")
+    if (mask[:, 1:] > mask[:, :-1]).any():
+        raise ValueError(f"{name} must be right-padded (ones then zeros); set the tokenizer's padding_side='right'")
+
+
+class RNNDecoderState:
+    """The recurrent decoder state that `generate()` carries between steps as `past_key_values`.
+
+    hidden: (L, B, H) GRU states; attentional: (B, 1, E) previous attentional vector (input feeding) or None;
+    keys: (B, S, A) encoder states projected once for the attention scorer, or None; seen_tokens: how many decoder
+    tokens it has consumed, so that a continued `generate()` feeds only the tokens after them.
+    """
+
+    is_compileable = False
+    is_croppable = False
+
+    def __init__(self, hidden, attentional=None, keys=None, seen_tokens=0):
+        self.hidden = hidden
+        self.attentional = attentional
+        self.keys = keys
+        self.seen_tokens = seen_tokens
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Follow beam search's choice of surviving hypotheses (called in place by `generate`)."""
+        self.hidden = self.hidden.index_select(1, beam_idx.to(self.hidden.device))
+        if self.attentional is not None:
+            self.attentional = self.attentional.index_select(0, beam_idx.to(self.attentional.device))
+        if self.keys is not None:
+            self.keys = self.keys.index_select(0, beam_idx.to(self.keys.device))
+
+
+def _masked_softmax(scores: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
+    """scores (B, T, S), encoder_mask (B, S) -> weights (B, T, S) with zero weight on padding."""
+    scores = scores.masked_fill(~encoder_mask[:, None, :].bool(), torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1)
+
+
+class MultiplicativeAttention(nn.Module):
+    """Luong et al. (2015) eq. 8, `dot`: score = s_t^T h_s; `general`: score = s_t^T W_a h_s."""
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__()
+        general = config.attention_type == "luong_general"
+        self.key_projection = nn.Linear(config.encoder_output_size, config.hidden_size, bias=False) if general else None
+
+    def project_keys(self, encoder_states: torch.Tensor) -> torch.Tensor:
+        """(B, S, K) -> (B, S, H), computed once per source sentence."""
+        return encoder_states if self.key_projection is None else self.key_projection(encoder_states)
+
+    def forward(self, queries, keys, values, encoder_mask):
+        """queries (B, T, H), keys (B, S, H), values (B, S, K) -> context (B, T, K), weights (B, T, S)."""
+        weights = _masked_softmax(torch.bmm(queries, keys.transpose(1, 2)), encoder_mask)
+        return torch.bmm(weights, values), weights
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau et al. (2015) eq. 6 / Luong et al. (2015) eq. 8 `concat`: score = v_a^T tanh(W_q q + W_k h_s)."""
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__()
+        self.key_projection = nn.Linear(config.encoder_output_size, config.attention_hidden_size, bias=False)
+        self.query_projection = nn.Linear(config.hidden_size, config.attention_hidden_size)
+        self.energy = nn.Linear(config.attention_hidden_size, 1, bias=False)
+
+    def project_keys(self, encoder_states: torch.Tensor) -> torch.Tensor:
+        """(B, S, K) -> (B, S, A), computed once per source sentence."""
+        return self.key_projection(encoder_states)
+
+    def forward(self, queries, keys, values, encoder_mask):
+        """queries (B, T, H), keys (B, S, A), values (B, S, K) -> context (B, T, K), weights (B, T, S)."""
+        hidden = torch.tanh(self.query_projection(queries).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
+        weights = _masked_softmax(self.energy(hidden).squeeze(-1), encoder_mask)
+        return torch.bmm(weights, values), weights
+
+
+class RNNSeq2SeqEncoder(nn.Module):
+    """Embeddings + stacked (bi)GRU over packed sequences; returns every top-layer state (B, S, K)."""
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_dim, config.pad_token_id)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(
+            nn.GRU(
+                config.embedding_dim if i == 0 else config.encoder_output_size,
+                config.encoder_hidden_size,
+                batch_first=True,
+                bidirectional=config.bidirectional_encoder,
+            )
+            for i in range(config.num_encoder_layers)
+        )
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds to the encoder")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, S, E)
+        batch_size, source_length = inputs_embeds.shape[:2]
+        if attention_mask is None:
+            attention_mask = torch.ones(batch_size, source_length, dtype=torch.long, device=inputs_embeds.device)
+        _check_right_padded(attention_mask, "attention_mask")
+        lengths = attention_mask.sum(-1).clamp(min=1).to("cpu", torch.int64)  # (B,)
+
+        states = pack_padded_sequence(self.dropout(inputs_embeds), lengths, batch_first=True, enforce_sorted=False)
+        all_states = (inputs_embeds,) if output_hidden_states else None
+        for i, rnn in enumerate(self.layers):
+            if i > 0:
+                states = PackedSequence(self.dropout(states.data), *states[1:])
+            states, _ = rnn(states)
+            if output_hidden_states:
+                all_states += (pad_packed_sequence(states, batch_first=True, total_length=source_length)[0],)
+        last_hidden_state, _ = pad_packed_sequence(states, batch_first=True, total_length=source_length)  # (B, S, K)
+        return BaseModelOutput(last_hidden_state=last_hidden_state, hidden_states=all_states)
+
+
+class RNNSeq2SeqDecoder(nn.Module):
+    """Stacked GRU decoder with a learned bridge from the encoder and one of the attention scorers.
+
+    Per step t (Luong et al. 2015, eqs. 5–6; Bahdanau et al. 2015, eq. 4 for the order of attention and GRU step):
+        bahdanau: c_t = attend(s_{t-1}); s_t = GRU([y_{t-1}; c_t; h~_{t-1}?], s_{t-1})
+        luong_*:  s_t = GRU([y_{t-1}; h~_{t-1}?], s_{t-1}); c_t = attend(s_t)
+        none:     c_t = c (the fixed context, Cho et al. 2014); s_t = GRU([y_{t-1}; c; h~_{t-1}?], s_{t-1})
+        h~_t = tanh(W_c [c_t; s_t])   (E wide, so the output layer can share the embedding table)
+    `?` marks input feeding. Without input feeding and without Bahdanau attention nothing feeds back into the GRU
+    except its own state, so a whole teacher-forced sequence runs as one GRU call per layer.
+    """
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__()
+        self.attention_type = config.attention_type
+        self.input_feeding = config.input_feeding
+        self.num_layers = config.num_decoder_layers
+        self.hidden_size = config.hidden_size
+        self.bidirectional_encoder = config.bidirectional_encoder
+        self.dropout = nn.Dropout(config.dropout)
+        # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) for every decoder layer (Bahdanau et al. 2015, A.2.2).
+        self.bridge = nn.Linear(config.encoder_output_size, config.num_decoder_layers * config.hidden_size)
+        if config.attention_type in ("bahdanau", "luong_concat"):
+            self.attention = AdditiveAttention(config)
+        elif config.attention_type in ("luong_dot", "luong_general"):
+            self.attention = MultiplicativeAttention(config)
+        else:
+            self.attention = None
+        context_in_input = config.attention_type in ("none", "bahdanau")
+        input_size = (
+            config.embedding_dim
+            + (config.encoder_output_size if context_in_input else 0)
+            + (config.embedding_dim if config.input_feeding else 0)
+        )
+        self.layers = nn.ModuleList(
+            nn.GRU(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True)
+            for i in range(config.num_decoder_layers)
+        )
+        self.attentional_layer = nn.Linear(config.encoder_output_size + config.hidden_size, config.embedding_dim)
+
+    @property
+    def runs_in_parallel(self) -> bool:
+        """Whether a teacher-forced sequence can run as one GRU call (nothing but s_{t-1} feeds step t)."""
+        return self.attention_type != "bahdanau" and not self.input_feeding
+
+    def summary(self, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
+        """The last encoder state of each direction (the fixed context of Cho et al. 2014): (B, S, K) -> (B, K)."""
+        last = encoder_states[torch.arange(encoder_states.shape[0]), encoder_mask.sum(-1).clamp(min=1) - 1]
+        if not self.bidirectional_encoder:
+            return last
+        half = encoder_states.shape[-1] // 2
+        return torch.cat([last[:, :half], encoder_states[:, 0, half:]], dim=-1)
+
+    def initial_state(self, encoder_states, encoder_mask) -> RNNDecoderState:
+        batch_size = encoder_states.shape[0]
+        hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H)
+        hidden = hidden.view(batch_size, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()  # (L, B, H)
+        attentional = None
+        if self.input_feeding:
+            attentional = encoder_states.new_zeros(batch_size, 1, self.attentional_layer.out_features)
+        keys = None if self.attention is None else self.attention.project_keys(encoder_states)
+        return RNNDecoderState(hidden, attentional, keys, seen_tokens=0)
+
+    def _run_layers(self, inputs, hidden):
+        """inputs (B, T, In), hidden (L, B, H) -> top states (B, T, H), new hidden (L, B, H), per-layer states."""
+        layer_states, last_hidden = [], []
+        for i, rnn in enumerate(self.layers):
+            inputs, h = rnn(self.dropout(inputs) if i > 0 else inputs, hidden[i : i + 1])
+            layer_states.append(inputs)
+            last_hidden.append(h)
+        return inputs, torch.cat(last_hidden, dim=0), layer_states
+
+    def forward(self, inputs_embeds, encoder_states, encoder_mask, state=None, output_hidden_states=False):
+        """inputs_embeds (B, T, E), encoder_states (B, S, K), encoder_mask (B, S) ->
+        attentional vectors (B, T, E), new state, per-layer states (tuple or None), attention weights (B, T, S) or None.
+        """
+        if state is None:
+            state = self.initial_state(encoder_states, encoder_mask)
+        target_length = inputs_embeds.shape[1]
+        embedded = self.dropout(inputs_embeds)
+        fixed_context = (
+            self.summary(encoder_states, encoder_mask).unsqueeze(1) if self.attention_type == "none" else None
+        )  # (B, 1, K)
+
+        if self.runs_in_parallel:
+            inputs = embedded
+            if fixed_context is not None:
+                inputs = torch.cat([embedded, fixed_context.expand(-1, target_length, -1)], dim=-1)
+            states, hidden, layer_states = self._run_layers(inputs, state.hidden)  # (B, T, H)
+            if self.attention is None:
+                context, weights = fixed_context.expand(-1, target_length, -1), None
+            else:
+                context, weights = self.attention(states, state.keys, encoder_states, encoder_mask)
+            attentional = torch.tanh(self.attentional_layer(torch.cat([context, states], dim=-1)))  # (B, T, E)
+            new_state = RNNDecoderState(hidden, None, state.keys, state.seen_tokens + target_length)
+        else:
+            hidden, previous = state.hidden, state.attentional
+            steps, step_weights, step_layer_states = [], [], []
+            for t in range(target_length):
+                inputs = [embedded[:, t : t + 1]]  # (B, 1, E)
+                if self.attention_type == "bahdanau":
+                    context, weights = self.attention(hidden[-1].unsqueeze(1), state.keys, encoder_states, encoder_mask)
+                    inputs.append(context)
+                elif fixed_context is not None:
+                    context, weights = fixed_context, None
+                    inputs.append(context)
+                if previous is not None:
+                    inputs.append(previous)
+                states, hidden, layer_states = self._run_layers(torch.cat(inputs, dim=-1), hidden)  # (B, 1, H)
+                if self.attention_type.startswith("luong"):
+                    context, weights = self.attention(states, state.keys, encoder_states, encoder_mask)
+                step_out = torch.tanh(self.attentional_layer(torch.cat([context, states], dim=-1)))  # (B, 1, E)
+                previous = step_out if self.input_feeding else None
+                steps.append(step_out)
+                step_weights.append(weights)
+                step_layer_states.append(layer_states)
+            attentional = torch.cat(steps, dim=1)
+            weights = None if self.attention is None else torch.cat(step_weights, dim=1)
+            layer_states = [torch.cat(per_step, dim=1) for per_step in zip(*step_layer_states)]
+            new_state = RNNDecoderState(hidden, previous, state.keys, state.seen_tokens + target_length)
+
+        all_states = (inputs_embeds, *layer_states) if output_hidden_states else None
+        return attentional, new_state, all_states, weights
+
+
+class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
+    config_class = RNNSeq2SeqConfig
+    config: RNNSeq2SeqConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+
+    def _init_weights(self, module):
+        # transformers.initialization helpers skip tensors that were loaded from a checkpoint.
+        if isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.GRU):
+            for name, param in module.named_parameters():
+                if name.startswith("weight_hh"):
+                    init.orthogonal_(param)  # keeps the recurrence well conditioned over long sentences
+                elif name.startswith("weight_ih"):
+                    init.xavier_uniform_(param)
+                else:
+                    init.zeros_(param)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Both Auto classes point at this file, so a saved folder loads as remote code with AutoModel too.
+        module = __name__.rsplit(".", 1)[-1]
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            "AutoModel": f"{module}.RNNSeq2SeqModel",
+            "AutoModelForSeq2SeqLM": f"{module}.RNNSeq2SeqForConditionalGeneration",
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path, *args, output_loading_info=False, ignore_mismatched_sizes=False, **kwargs
+    ):
+        """As in transformers, but refuse, naming the tensors, a checkpoint saved from this very class that lacks
+        tensors, and any tensor of the wrong shape: the library would initialise them randomly (with a warning) or
+        raise without naming them."""
+        model, loading_info = super().from_pretrained(
+            pretrained_model_name_or_path,
+            *args,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,  # collected here, refused below unless the caller asked to ignore them
+            **kwargs,
+        )
+        problems = []
+        if cls.__name__ in (model.config.architectures or []):
+            problems += [f"missing: {key}" for key in sorted(loading_info["missing_keys"])]
+        if not ignore_mismatched_sizes:
+            problems += [f"wrong shape: {key} {tuple(saved)} != {tuple(expected)}" for key, saved, expected in
+                         sorted(loading_info["mismatched_keys"])]
+        if problems:
+            raise ValueError(
+                f"checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__}; refusing to initialise "
+                "these tensors randomly: " + "; ".join(problems)
+            )
+        return (model, loading_info) if output_loading_info else model
+
+
+def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
+    if isinstance(encoder_outputs, BaseModelOutput):
+        return encoder_outputs
+    return BaseModelOutput(*encoder_outputs)  # a tuple from return_dict=False: (last_hidden_state, hidden_states?)
+
+
+class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
+    """The encoder–decoder without the output layer; `last_hidden_state` holds the attentional vectors (B, T, E)."""
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__(config)
+        # One vocabulary, one embedding table: the encoder owns it and the decoder reads target embeddings from it.
+        self.encoder = RNNSeq2SeqEncoder(config)
+        self.decoder = RNNSeq2SeqDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.encoder.embed_tokens = value
+
+    def get_encoder(self, modality=None):
+        return self.encoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_hidden_states=output_hidden_states,
+            )
+        else:
+            encoder_outputs = _as_encoder_output(encoder_outputs)
+        encoder_states = encoder_outputs.last_hidden_state  # (B, S, K)
+        if attention_mask is None:
+            attention_mask = torch.ones(encoder_states.shape[:2], dtype=torch.long, device=encoder_states.device)
+
+        # Anything but our own state (None, or a cache object built by generate) means "start from the encoder".
+        state = past_key_values if isinstance(past_key_values, RNNDecoderState) else None
+        if decoder_inputs_embeds is None:
+            if decoder_input_ids is None:
+                raise ValueError("pass decoder_input_ids, decoder_inputs_embeds or labels to the decoder")
+            if state is not None and decoder_input_ids.shape[1] > state.seen_tokens:
+                decoder_input_ids = decoder_input_ids[:, state.seen_tokens :]  # a full prefix: feed only new tokens
+            decoder_inputs_embeds = self.encoder.embed_tokens(decoder_input_ids)  # (B, T, E)
+        if decoder_attention_mask is not None:
+            _check_right_padded(decoder_attention_mask, "decoder_attention_mask")
+
+        attentional, new_state, decoder_states, weights = self.decoder(
+            decoder_inputs_embeds, encoder_states, attention_mask, state, output_hidden_states
+        )
+        cross_attentions = None
+        if output_attentions and weights is not None:
+            cross_attentions = (weights.unsqueeze(1),)  # one layer, one head: (B, 1, T, S)
+        output = Seq2SeqModelOutput(
+            last_hidden_state=attentional,
+            past_key_values=new_state if use_cache else None,
+            decoder_hidden_states=decoder_states,
+            cross_attentions=cross_attentions,
+            encoder_last_hidden_state=encoder_states,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
+    """The encoder–decoder with its output layer: logits = W_out dropout(h~_t) (Luong et al. 2015, eq. 6)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
+    # A recurrent state cannot be rewound to a prefix: generate() refuses assisted decoding with a clear error.
+    _is_stateful = True
+
+    def __init__(self, config: RNNSeq2SeqConfig):
+        super().__init__(config)
+        self.model = RNNSeq2SeqModel(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the state is an RNNDecoderState, not a key/value cache
+
+    def get_encoder(self, modality=None):
+        return self.model.encoder
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(self.dropout(outputs.last_hidden_state))  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(),
+                labels.reshape(-1).to(logits.device),
+                ignore_index=-100,
+                label_smoothing=self.config.label_smoothing,
+            )
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "RNNDecoderState",
+    "RNNSeq2SeqForConditionalGeneration",
+    "RNNSeq2SeqModel",
+    "RNNSeq2SeqPreTrainedModel",
+]

@@ -1,0 +1,183 @@
+"""Saving and loading: remote-code round trips are bit-identical, incomplete checkpoints are refused."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoModelForSeq2SeqLM
+
+from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
+from test_modeling import VARIANTS, padded_batch, tiny_config, tiny_model
+
+# Runs in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never installed it.
+REMOTE_LOAD = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockPackage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "hf_rnn_seq2seq":
+                raise ModuleNotFoundError(name)
+
+    sys.meta_path.insert(0, BlockPackage())
+    folder, inputs_path, outputs_path = sys.argv[1:]
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel, AutoModelForSeq2SeqLM
+    try:
+        import hf_rnn_seq2seq
+        raise SystemExit("the package must not be importable here")
+    except ModuleNotFoundError:
+        pass
+    inputs = load_file(inputs_path)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert not type(model).__module__.startswith("hf_rnn_seq2seq"), type(model).__module__
+    base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(base).__name__ == "RNNSeq2SeqModel"
+    ids, mask, targets = inputs["input_ids"], inputs["attention_mask"], inputs["decoder_input_ids"]
+    save_file(
+        {
+            "logits": model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).logits.contiguous(),
+            "base": base(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).last_hidden_state.contiguous(),
+            "greedy": model.generate(ids, attention_mask=mask, max_new_tokens=8).contiguous(),
+            "beam": model.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=3).contiguous(),
+        },
+        outputs_path,
+    )
+    """
+)
+
+
+def outputs_of(model, base, inputs):
+    ids, mask, targets = inputs["input_ids"], inputs["attention_mask"], inputs["decoder_input_ids"]
+    with torch.no_grad():
+        return {
+            "logits": model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).logits,
+            "base": base(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).last_hidden_state,
+            "greedy": model.generate(ids, attention_mask=mask, max_new_tokens=8),
+            "beam": model.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=3),
+        }
+
+
+@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+def test_fresh_process_remote_code_load_is_bit_identical(attention_type, input_feeding, tmp_path):
+    model = tiny_model(attention_type, input_feeding)
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    ids, mask = padded_batch(seed=20)
+    inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": ids[:, :5].clone()}
+    save_file(inputs, tmp_path / "inputs.safetensors")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_LOAD, str(folder), str(tmp_path / "inputs.safetensors"), str(tmp_path / "out.safetensors")],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = load_file(tmp_path / "out.safetensors")
+
+    local = outputs_of(
+        RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval(), RNNSeq2SeqModel.from_pretrained(folder).eval(), inputs
+    )
+    for name in remote:
+        assert torch.equal(remote[name], local[name]), name
+    # Against the in-memory model that was saved: equal up to float rounding (safetensors alignment, see notes).
+    torch.testing.assert_close(local["logits"], outputs_of(model, model.model, inputs)["logits"], rtol=0, atol=1e-5)
+
+
+def test_saved_folder_holds_exactly_the_hub_files(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == [
+        "config.json",
+        "configuration_rnn_seq2seq.py",
+        "generation_config.json",
+        "model.safetensors",
+        "modeling_rnn_seq2seq.py",
+    ]
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map == {
+        "AutoConfig": "configuration_rnn_seq2seq.RNNSeq2SeqConfig",
+        "AutoModel": "modeling_rnn_seq2seq.RNNSeq2SeqModel",
+        "AutoModelForSeq2SeqLM": "modeling_rnn_seq2seq.RNNSeq2SeqForConditionalGeneration",
+    }
+
+
+def test_model_code_files_import_only_torch_transformers_and_each_other(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    for name in ("configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py"):
+        tree = ast.parse((tmp_path / name).read_text())
+        modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        modules |= {
+            "." * node.level + (node.module or "") for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        }
+        roots = {module.split(".")[0] for module in modules if not module.startswith(".")}
+        relative = {module for module in modules if module.startswith(".")}
+        assert roots <= {"torch", "transformers"}, (name, modules)
+        assert relative <= {".configuration_rnn_seq2seq"}, (name, modules)
+
+
+def rewrite_weights(folder, change):
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    change(tensors)
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def test_checkpoint_missing_a_tensor_is_refused_naming_it(tmp_path):
+    tiny_model("bahdanau").save_pretrained(tmp_path)
+    rewrite_weights(tmp_path, lambda t: t.pop("model.decoder.attention.energy.weight"))
+    with pytest.raises(ValueError, match=r"does not fit.*missing: model\.decoder\.attention\.energy\.weight"):
+        RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="missing: model.decoder.attention.energy.weight"):
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+
+
+def test_checkpoint_with_a_tensor_of_the_wrong_shape_is_refused_naming_it(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    rewrite_weights(tmp_path, lambda t: t.update({"model.decoder.bridge.bias": torch.zeros(3)}))
+    with pytest.raises(ValueError, match=r"wrong shape: model\.decoder\.bridge\.bias \(3,\) != \(32,\)"):
+        RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path)
+
+
+def test_truncated_safetensors_is_refused(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(Exception, match="(?i)safetensors|incomplete|header|deserializ"):
+        RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path)
+
+
+def test_base_model_checkpoint_loads_into_the_head_class_like_the_library(tmp_path, caplog):
+    torch.manual_seed(0)
+    base = RNNSeq2SeqModel(tiny_config(tie_word_embeddings=False)).eval()
+    base.save_pretrained(tmp_path)
+    model, info = RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["missing_keys"] == {"lm_head.weight"}
+    torch.testing.assert_close(model.model.encoder.embed_tokens.weight, base.encoder.embed_tokens.weight)
+    ids, mask = padded_batch(seed=21)
+    with torch.no_grad():
+        expected = base(input_ids=ids, attention_mask=mask, decoder_input_ids=ids).last_hidden_state
+        torch.testing.assert_close(
+            model.model(input_ids=ids, attention_mask=mask, decoder_input_ids=ids).last_hidden_state, expected
+        )
+
+
+def test_head_checkpoint_loads_into_the_base_model(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    base = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(base, RNNSeq2SeqModel)
+
+
+def test_weights_are_saved_as_safetensors_only(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    assert not [name for name in os.listdir(tmp_path) if name.endswith((".bin", ".pt", ".pth", ".ckpt"))]

@@ -1,0 +1,364 @@
+"""The model's contract: generation equals reference computations, caching and batching change nothing."""
+
+import gzip
+import math
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForSeq2SeqLM
+
+from hf_rnn_seq2seq import ATTENTION_TYPES, RNNDecoderState, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+from hf_rnn_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqDecoder
+
+PAD, BOS, EOS = 0, 1, 2
+VOCAB = 40
+
+# Every attention type, with and without input feeding where it changes the computation path.
+VARIANTS = [(attention, False) for attention in ATTENTION_TYPES] + [("luong_general", True), ("bahdanau", True)]
+
+
+def tiny_config(attention_type="luong_general", input_feeding=False, **overrides) -> RNNSeq2SeqConfig:
+    values = dict(
+        vocab_size=VOCAB,
+        embedding_dim=12,
+        hidden_size=16,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        attention_type=attention_type,
+        input_feeding=input_feeding,
+        dropout=0.0,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+    )
+    if attention_type == "luong_dot":
+        values["encoder_hidden_size"] = 8  # two directions of 8 match the decoder's 16
+    values.update(overrides)
+    return RNNSeq2SeqConfig(**values)
+
+
+def tiny_model(attention_type="luong_general", input_feeding=False, seed=0, **overrides):
+    torch.manual_seed(seed)
+    model = RNNSeq2SeqForConditionalGeneration(tiny_config(attention_type, input_feeding, **overrides)).eval()
+    # Random small models favour no token much; a sharper output layer makes EOS appear at varied positions.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(4.0)
+    return model
+
+
+def padded_batch(seed=0, lengths=(7, 4, 1, 6)):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.full((len(lengths), max(lengths)), PAD)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.randint(3, VOCAB, (length,), generator=generator)
+        mask[row, :length] = 1
+    return ids, mask
+
+
+def cut_at_eos(sequence: list[int]) -> list[int]:
+    """Generated rows are filled after EOS (with pad or EOS): compare up to the first EOS."""
+    return sequence[: sequence.index(EOS) + 1] if EOS in sequence else sequence
+
+
+def as_lists(sequences: torch.Tensor) -> list[list[int]]:
+    return [cut_at_eos(row) for row in sequences.tolist()]
+
+
+@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+def test_greedy_generate_equals_hand_written_argmax_loop(attention_type, input_feeding):
+    model = tiny_model(attention_type, input_feeding)
+    ids, mask = padded_batch()
+    generated = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, num_beams=1)
+    for row in range(ids.shape[0]):
+        source = ids[row : row + 1, : int(mask[row].sum())]
+        prefix = torch.tensor([[BOS]])
+        with torch.no_grad():
+            for _ in range(8):  # the whole prefix each step, without any state: an independent reference
+                logits = model(input_ids=source, decoder_input_ids=prefix, use_cache=False).logits
+                prefix = torch.cat([prefix, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+                if prefix[0, -1] == EOS:
+                    break
+        assert cut_at_eos(generated[row].tolist()) == prefix[0].tolist()
+
+
+@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_cache_does_not_change_generation(attention_type, input_feeding, num_beams):
+    model = tiny_model(attention_type, input_feeding)
+    ids, mask = padded_batch(seed=1)
+    kwargs = dict(attention_mask=mask, max_new_tokens=8, num_beams=num_beams, do_sample=False)
+    with_cache = model.generate(ids, use_cache=True, **kwargs)
+    without_cache = model.generate(ids, use_cache=False, **kwargs)
+    assert as_lists(with_cache) == as_lists(without_cache)
+
+
+@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_padded_batch_translates_like_each_sentence_alone(attention_type, input_feeding, num_beams):
+    model = tiny_model(attention_type, input_feeding)
+    ids, mask = padded_batch(seed=2)
+    kwargs = dict(max_new_tokens=8, num_beams=num_beams, do_sample=False)
+    batched = as_lists(model.generate(ids, attention_mask=mask, **kwargs))
+    alone = [as_lists(model.generate(ids[r : r + 1, : int(mask[r].sum())], **kwargs))[0] for r in range(len(ids))]
+    assert batched == alone
+
+
+@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+def test_one_beam_is_greedy(attention_type, input_feeding):
+    model = tiny_model(attention_type, input_feeding)
+    ids, mask = padded_batch(seed=3)
+    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
+    one_beam = model.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=1, early_stopping=True)
+    assert as_lists(greedy) == as_lists(one_beam)
+
+
+def sequence_log_prob(model, source_ids, source_mask, sequence: list[int]) -> float:
+    """Teacher-forced log-probability of the generated tokens after the start token."""
+    sequence = torch.tensor([sequence])
+    with torch.no_grad():
+        logits = model(input_ids=source_ids, attention_mask=source_mask, decoder_input_ids=sequence[:, :-1]).logits
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return log_probs[0].gather(-1, sequence[0, 1:, None]).sum().item()
+
+
+@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+@pytest.mark.parametrize("length_penalty", [0.5, 1.0, 2.0])
+def test_beam_scores_equal_teacher_forced_log_probs(attention_type, input_feeding, length_penalty):
+    model = tiny_model(attention_type, input_feeding)
+    ids, mask = padded_batch(seed=4, lengths=(6, 3))
+    out = model.generate(
+        ids,
+        attention_mask=mask,
+        max_new_tokens=7,
+        num_beams=4,
+        num_return_sequences=2,
+        length_penalty=length_penalty,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    for index, sequence in enumerate(out.sequences.tolist()):
+        row = index // 2
+        sequence = cut_at_eos(sequence)
+        log_prob = sequence_log_prob(model, ids[row : row + 1], mask[row : row + 1], sequence)
+        expected = log_prob / (len(sequence) - 1) ** length_penalty
+        assert out.sequences_scores[index].item() == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("attention_type", ["luong_dot", "luong_general", "luong_concat", "none"])
+def test_parallel_teacher_forcing_equals_step_by_step(attention_type, monkeypatch):
+    model = tiny_model(attention_type)
+    assert model.model.decoder.runs_in_parallel
+    ids, mask = padded_batch(seed=5)
+    targets = torch.randint(3, VOCAB, (ids.shape[0], 6), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        parallel = model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, output_attentions=True)
+        # Token by token through the returned state (what generate does) ...
+        state, incremental = None, []
+        for t in range(targets.shape[1]):
+            step = model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets[:, t : t + 1], past_key_values=state)
+            state = step.past_key_values
+            incremental.append(step.logits)
+        # ... and the Python loop over time that input feeding needs, forced on.
+        monkeypatch.setattr(RNNSeq2SeqDecoder, "runs_in_parallel", property(lambda self: False))
+        stepwise = model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, output_attentions=True)
+    torch.testing.assert_close(torch.cat(incremental, dim=1), parallel.logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(stepwise.logits, parallel.logits, rtol=1e-5, atol=1e-6)
+    if attention_type != "none":
+        torch.testing.assert_close(stepwise.cross_attentions[0], parallel.cross_attentions[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+def test_attention_weights_are_distributions_over_real_source_tokens(attention_type, input_feeding):
+    model = tiny_model(attention_type, input_feeding)
+    ids, mask = padded_batch(seed=6)
+    out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=torch.full((4, 5), BOS), output_attentions=True)
+    if attention_type == "none":
+        assert out.cross_attentions is None  # the fixed-context model attends to nothing
+        return
+    (weights,) = out.cross_attentions
+    assert weights.shape == (4, 1, 5, ids.shape[1])
+    torch.testing.assert_close(weights.sum(-1), torch.ones(4, 1, 5))
+    assert torch.all(weights.masked_select(mask[:, None, None, :] == 0) == 0)
+
+
+def test_padding_does_not_leak_into_the_encoder_or_attention():
+    model = tiny_model("bahdanau", True)
+    ids, mask = padded_batch(seed=7, lengths=(5, 3))
+    garbage = ids.clone()
+    garbage[1, 3:] = 17  # whatever sits under mask 0 must not matter
+    decoder_input_ids = torch.full((2, 4), BOS)
+    with torch.no_grad():
+        clean = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
+        noisy = model(input_ids=garbage, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
+    torch.testing.assert_close(clean, noisy)
+
+
+def test_output_hidden_states_are_embeddings_plus_one_per_layer():
+    model = tiny_model("luong_general", num_encoder_layers=3, num_decoder_layers=2)
+    ids, mask = padded_batch(seed=8)
+    out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=torch.full((4, 5), BOS), output_hidden_states=True)
+    assert [tuple(h.shape) for h in out.encoder_hidden_states] == [(4, 7, 12)] + [(4, 7, 32)] * 3
+    assert [tuple(h.shape) for h in out.decoder_hidden_states] == [(4, 5, 12)] + [(4, 5, 16)] * 2
+    torch.testing.assert_close(out.encoder_hidden_states[-1], out.encoder_last_hidden_state)
+
+
+def test_loss_is_cross_entropy_with_ignored_padding_and_label_smoothing():
+    model = tiny_model(label_smoothing=0.1)
+    ids, mask = padded_batch(seed=9)
+    labels = torch.randint(3, VOCAB, (4, 5), generator=torch.Generator().manual_seed(9))
+    labels[0, 3:] = -100
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels)
+    assert decoder_input_ids[:, 0].eq(BOS).all() and decoder_input_ids[0, 4].item() == PAD
+    logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), labels.reshape(-1), label_smoothing=0.1)
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_inputs_embeds_replace_input_ids_in_forward_and_generate():
+    model = tiny_model("bahdanau")
+    ids, mask = padded_batch(seed=10)
+    embeds = model.get_input_embeddings()(ids)
+    decoder_input_ids = torch.full((4, 3), BOS)
+    with torch.no_grad():
+        from_ids = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
+        from_embeds = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
+    torch.testing.assert_close(from_ids, from_embeds)
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, num_beams=2)
+    assert as_lists(model.generate(inputs_embeds=embeds, **kwargs)) == as_lists(model.generate(ids, **kwargs))
+
+
+def test_generate_returns_scores_and_per_step_cross_attentions():
+    model = tiny_model("luong_concat")
+    ids, mask = padded_batch(seed=11)
+    out = model.generate(
+        ids,
+        attention_mask=mask,
+        max_new_tokens=5,
+        min_new_tokens=5,
+        return_dict_in_generate=True,
+        output_scores=True,
+        output_attentions=True,
+    )
+    assert len(out.scores) == 5 and out.scores[0].shape == (4, VOCAB)
+    assert len(out.cross_attentions) == 5
+    assert all(step[0].shape == (4, 1, 1, ids.shape[1]) for step in out.cross_attentions)
+
+
+def test_sampling_is_seeded_and_top_k_one_is_greedy():
+    model = tiny_model("bahdanau", True)
+    ids, mask = padded_batch(seed=12)
+    sample = dict(attention_mask=mask, max_new_tokens=8, do_sample=True, top_p=0.9, temperature=0.7)
+    torch.manual_seed(0)
+    first = model.generate(ids, **sample)
+    torch.manual_seed(0)
+    assert torch.equal(first, model.generate(ids, **sample))
+    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=8)
+    top_one = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, top_k=1)
+    assert as_lists(greedy) == as_lists(top_one)
+
+
+def test_no_repeat_ngram_size_is_honoured():
+    model = tiny_model("luong_general")
+    ids, mask = padded_batch(seed=13)
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=15, min_new_tokens=15, num_beams=3, no_repeat_ngram_size=2)
+    for row in out.tolist():
+        bigrams = list(zip(row, row[1:]))
+        assert len(bigrams) == len(set(bigrams))
+
+
+def test_generate_continues_from_a_returned_state():
+    model = tiny_model("luong_general", True)
+    ids, mask = padded_batch(seed=14, lengths=(5,))
+    kwargs = dict(attention_mask=mask, do_sample=False)
+    whole = model.generate(ids, max_new_tokens=6, min_new_tokens=6, **kwargs)
+    first = model.generate(ids, max_new_tokens=3, min_new_tokens=3, return_dict_in_generate=True, **kwargs)
+    assert isinstance(first.past_key_values, RNNDecoderState)
+    continued = model.generate(
+        ids, decoder_input_ids=first.sequences, past_key_values=first.past_key_values, max_new_tokens=3, min_new_tokens=3, **kwargs
+    )
+    assert torch.equal(continued, whole)
+
+
+def test_assisted_decoding_is_refused_clearly():
+    model = tiny_model()
+    ids, mask = padded_batch(seed=15)
+    with pytest.raises(ValueError, match="stateful"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=4, assistant_model=tiny_model(seed=1))
+
+
+def test_left_padding_is_refused():
+    model = tiny_model()
+    ids = torch.tensor([[PAD, 5, 6]])
+    with pytest.raises(ValueError, match="right-padded"):
+        model(input_ids=ids, attention_mask=torch.tensor([[0, 1, 1]]), decoder_input_ids=torch.tensor([[BOS]]))
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_resize_token_embeddings_keeps_ties_and_values(tie):
+    model = tiny_model(tie_word_embeddings=tie)
+    old = model.get_input_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(VOCAB + 5)
+    assert model.config.vocab_size == VOCAB + 5
+    assert model.get_input_embeddings().weight.shape == (VOCAB + 5, 12)
+    assert model.lm_head.weight.shape == (VOCAB + 5, 12)
+    assert (model.lm_head.weight is model.get_input_embeddings().weight) == tie
+    torch.testing.assert_close(model.get_input_embeddings().weight[:VOCAB], old)
+    ids, mask = padded_batch(seed=16)
+    assert model(input_ids=ids, attention_mask=mask, decoder_input_ids=ids).logits.shape[-1] == VOCAB + 5
+
+
+def test_embedding_table_is_shared_by_encoder_decoder_and_tied_head(tmp_path):
+    model = tiny_model()
+    assert model.lm_head.weight is model.model.encoder.embed_tokens.weight
+    model.save_pretrained(tmp_path)
+    reloaded = RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path)
+    assert reloaded.lm_head.weight is reloaded.model.encoder.embed_tokens.weight
+
+
+def test_auto_classes_resolve_after_import(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    assert type(AutoModelForSeq2SeqLM.from_pretrained(tmp_path)) is RNNSeq2SeqForConditionalGeneration
+    assert type(AutoModel.from_pretrained(tmp_path)).__name__ == "RNNSeq2SeqModel"
+
+
+def word_pairs(multi30k_dir, count):
+    def read(lang):
+        with gzip.open(multi30k_dir / f"train.{lang}.gz", "rt", encoding="utf-8") as handle:
+            return [next(handle).strip() for _ in range(count)]
+
+    return list(zip(read("de"), read("en")))
+
+
+def test_loss_decreases_on_real_multi30k_pairs(multi30k_dir):
+    pairs = word_pairs(multi30k_dir, 16)
+    words = sorted({w for pair in pairs for sentence in pair for w in sentence.lower().split()})
+    vocab = {w: i + 4 for i, w in enumerate(words)}
+
+    def encode(sentence):
+        return [vocab[w] for w in sentence.lower().split()] + [EOS]
+
+    def pad(rows, value):
+        width = max(map(len, rows))
+        return torch.tensor([row + [value] * (width - len(row)) for row in rows])
+
+    sources = [encode(de) for de, _ in pairs]
+    input_ids = pad(sources, PAD)
+    attention_mask = pad([[1] * len(s) for s in sources], 0)
+    labels = pad([encode(en) for _, en in pairs], -100)
+    torch.manual_seed(0)
+    model = RNNSeq2SeqForConditionalGeneration(
+        tiny_config("bahdanau", vocab_size=len(vocab) + 4, embedding_dim=64, hidden_size=64)
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(math.log(len(vocab) + 4), rel=0.2)  # starts near uniform
+    assert losses[-1] < 0.5 * losses[0]
