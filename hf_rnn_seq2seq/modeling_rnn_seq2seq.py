@@ -320,14 +320,17 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
     def from_pretrained(
         cls, pretrained_model_name_or_path, *args, output_loading_info=False, ignore_mismatched_sizes=False, **kwargs
     ):
-        """As in transformers, but refuse, naming the tensors, a checkpoint saved from this very class that lacks
-        tensors, and any tensor of the wrong shape: the library would initialise them randomly (with a warning) or
-        raise without naming them."""
+        """As in transformers, but weights are read from safetensors only (a pickle is never unpickled), and a
+        checkpoint saved from this very class that lacks tensors, or any tensor of the wrong shape, is refused with
+        the tensors named: the library would initialise them randomly (with a warning) or raise without naming them."""
+        if kwargs.pop("use_safetensors", True) is not True:
+            raise ValueError("RNNSeq2Seq weights are read from safetensors only; pickle checkpoints are not loaded")
         model, loading_info = super().from_pretrained(
             pretrained_model_name_or_path,
             *args,
             output_loading_info=True,
             ignore_mismatched_sizes=True,  # collected here, refused below unless the caller asked to ignore them
+            use_safetensors=True,
             **kwargs,
         )
         problems = []

@@ -181,3 +181,30 @@ def test_head_checkpoint_loads_into_the_base_model(tmp_path):
 def test_weights_are_saved_as_safetensors_only(tmp_path):
     tiny_model().save_pretrained(tmp_path)
     assert not [name for name in os.listdir(tmp_path) if name.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+
+
+class _WritesMarkerWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_weights_are_never_unpickled(tmp_path):
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    tiny_model().save_pretrained(tmp_path / "both")
+    (tmp_path / "only_pickle").mkdir()
+    for folder in ("both", "only_pickle"):
+        with open(tmp_path / folder / "pytorch_model.bin", "wb") as handle:
+            pickle.dump(_WritesMarkerWhenUnpickled(marker), handle)
+    (tmp_path / "only_pickle" / "config.json").write_text((tmp_path / "both" / "config.json").read_text())
+
+    RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "both")  # the safetensors file is used
+    with pytest.raises(OSError, match="safetensors|model.safetensors"):
+        RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "only_pickle")
+    with pytest.raises(ValueError, match="safetensors only"):
+        RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "both", use_safetensors=False)
+    assert not marker.exists()
