@@ -7,7 +7,7 @@ import only `transformers` (and `torch`).
 from transformers import PretrainedConfig
 
 ATTENTION_TYPES = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
-RNN_TYPES = ("gru",)
+RNN_TYPES = ("gru", "lstm")
 
 
 class RNNSeq2SeqConfig(PretrainedConfig):
@@ -23,7 +23,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             decoder attends to are `encoder_hidden_size * (2 if bidirectional_encoder else 1)` wide.
         num_encoder_layers / num_decoder_layers: stacked GRU layers.
         bidirectional_encoder: read the source in both directions.
-        rnn_type: the recurrent cell; "gru".
+        rnn_type: the recurrent cell, "gru" or "lstm" (whose decoder state carries [h; c]).
         attention_type: "none" (the fixed-context model of Cho et al. 2014), "bahdanau" (additive, Bahdanau et al.
             2015), "luong_dot", "luong_general" or "luong_concat" (Luong et al. 2015).
         attention_hidden_size: width of the additive scorer's hidden layer ("bahdanau", "luong_concat"; default

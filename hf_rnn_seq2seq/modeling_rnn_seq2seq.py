@@ -36,7 +36,7 @@ def _check_right_padded(mask: torch.Tensor, name: str) -> None:
 class RNNDecoderState:
     """The recurrent decoder state that `generate()` carries between steps as `past_key_values`.
 
-    hidden: (L, B, H) GRU states; attentional: (B, 1, E) previous attentional vector (input feeding) or None;
+    hidden: (L, B, H) GRU states, or (L, B, 2H) LSTM states [h; c]; attentional: (B, 1, E) previous attentional vector (input feeding) or None;
     keys: (B, S, A) encoder states projected once for the attention scorer, or None; seen_tokens: how many decoder
     tokens it has consumed, so that a continued `generate()` feeds only the tokens after them.
     """
@@ -106,15 +106,18 @@ class AdditiveAttention(nn.Module):
         return torch.bmm(weights, values), weights
 
 
+RNN_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
 class RNNSeq2SeqEncoder(nn.Module):
-    """Embeddings + stacked (bi)GRU over packed sequences; returns every top-layer state (B, S, K)."""
+    """Embeddings + stacked (bi)GRU (or LSTM) over packed sequences; returns every top-layer state (B, S, K)."""
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_dim, config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(
-            nn.GRU(
+            RNN_CLASSES[config.rnn_type](
                 config.embedding_dim if i == 0 else config.encoder_output_size,
                 config.encoder_hidden_size,
                 batch_first=True,
@@ -174,9 +177,11 @@ class RNNSeq2SeqDecoder(nn.Module):
         self.num_layers = config.num_decoder_layers
         self.hidden_size = config.hidden_size
         self.bidirectional_encoder = config.bidirectional_encoder
+        self.is_lstm = config.rnn_type == "lstm"
+        state_size = config.hidden_size * (2 if self.is_lstm else 1)  # an LSTM carries [h; c]
         self.dropout = nn.Dropout(config.dropout)
         # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) for every decoder layer (Bahdanau et al. 2015, A.2.2).
-        self.bridge = nn.Linear(config.encoder_output_size, config.num_decoder_layers * config.hidden_size)
+        self.bridge = nn.Linear(config.encoder_output_size, config.num_decoder_layers * state_size)
         if config.attention_type in ("bahdanau", "luong_concat"):
             self.attention = AdditiveAttention(config)
         elif config.attention_type in ("luong_dot", "luong_general"):
@@ -190,7 +195,9 @@ class RNNSeq2SeqDecoder(nn.Module):
             + (config.embedding_dim if config.input_feeding else 0)
         )
         self.layers = nn.ModuleList(
-            nn.GRU(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True)
+            RNN_CLASSES[config.rnn_type](
+                input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True
+            )
             for i in range(config.num_decoder_layers)
         )
         self.attentional_layer = nn.Linear(config.encoder_output_size + config.hidden_size, config.embedding_dim)
@@ -210,8 +217,8 @@ class RNNSeq2SeqDecoder(nn.Module):
 
     def initial_state(self, encoder_states, encoder_mask) -> RNNDecoderState:
         batch_size = encoder_states.shape[0]
-        hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H)
-        hidden = hidden.view(batch_size, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()  # (L, B, H)
+        hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H) or (B, L*2H)
+        hidden = hidden.view(batch_size, self.num_layers, -1).transpose(0, 1).contiguous()  # (L, B, H) or (L, B, 2H)
         attentional = None
         if self.input_feeding:
             attentional = encoder_states.new_zeros(batch_size, 1, self.attentional_layer.out_features)
@@ -219,12 +226,15 @@ class RNNSeq2SeqDecoder(nn.Module):
         return RNNDecoderState(hidden, attentional, keys, seen_tokens=0)
 
     def _run_layers(self, inputs, hidden):
-        """inputs (B, T, In), hidden (L, B, H) -> top states (B, T, H), new hidden (L, B, H), per-layer states."""
+        """inputs (B, T, In), hidden (L, B, H|2H) -> top states (B, T, H), new hidden (L, B, H|2H), per-layer states."""
         layer_states, last_hidden = [], []
         for i, rnn in enumerate(self.layers):
-            inputs, h = rnn(self.dropout(inputs) if i > 0 else inputs, hidden[i : i + 1])
+            h = hidden[i : i + 1]
+            if self.is_lstm:
+                h = tuple(part.contiguous() for part in h.chunk(2, dim=-1))  # (h, c)
+            inputs, h = rnn(self.dropout(inputs) if i > 0 else inputs, h)
             layer_states.append(inputs)
-            last_hidden.append(h)
+            last_hidden.append(torch.cat(h, dim=-1) if self.is_lstm else h)
         return inputs, torch.cat(last_hidden, dim=0), layer_states
 
     def forward(self, inputs_embeds, encoder_states, encoder_mask, state=None, output_hidden_states=False):
@@ -256,7 +266,8 @@ class RNNSeq2SeqDecoder(nn.Module):
             for t in range(target_length):
                 inputs = [embedded[:, t : t + 1]]  # (B, 1, E)
                 if self.attention_type == "bahdanau":
-                    context, weights = self.attention(hidden[-1].unsqueeze(1), state.keys, encoder_states, encoder_mask)
+                    query = hidden[-1, :, None, : self.hidden_size]  # s_{t-1} of the top layer (h of an LSTM): (B, 1, H)
+                    context, weights = self.attention(query, state.keys, encoder_states, encoder_mask)
                     inputs.append(context)
                 elif fixed_context is not None:
                     context, weights = fixed_context, None
@@ -297,7 +308,7 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.GRU):
+        elif isinstance(module, (nn.GRU, nn.LSTM)):
             for name, param in module.named_parameters():
                 if name.startswith("weight_hh"):
                     init.orthogonal_(param)  # keeps the recurrence well conditioned over long sentences
@@ -344,6 +355,11 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
                 f"checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__}; refusing to initialise "
                 "these tensors randomly: " + "; ".join(problems)
             )
+        with torch.no_grad():
+            # safetensors may leave tensors at addresses that are not 64-byte aligned, and CPU kernels then round
+            # differently; fresh copies make every load compute exactly like the model that was saved.
+            for tensor in [*model.parameters(), *model.buffers()]:
+                tensor.data = tensor.data.clone()
         return (model, loading_info) if output_loading_info else model
 
 

@@ -13,8 +13,13 @@ from hf_rnn_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqDecoder
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 40
 
-# Every attention type, with and without input feeding where it changes the computation path.
-VARIANTS = [(attention, False) for attention in ATTENTION_TYPES] + [("luong_general", True), ("bahdanau", True)]
+# Every attention type; input feeding where it changes the computation path; the LSTM cell on both paths.
+VARIANTS = [(attention, False, "gru") for attention in ATTENTION_TYPES] + [
+    ("luong_general", True, "gru"),
+    ("bahdanau", True, "gru"),
+    ("luong_general", False, "lstm"),
+    ("bahdanau", True, "lstm"),
+]
 
 
 def tiny_config(attention_type="luong_general", input_feeding=False, **overrides) -> RNNSeq2SeqConfig:
@@ -65,9 +70,9 @@ def as_lists(sequences: torch.Tensor) -> list[list[int]]:
     return [cut_at_eos(row) for row in sequences.tolist()]
 
 
-@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
-def test_greedy_generate_equals_hand_written_argmax_loop(attention_type, input_feeding):
-    model = tiny_model(attention_type, input_feeding)
+@pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
+def test_greedy_generate_equals_hand_written_argmax_loop(attention_type, input_feeding, rnn_type):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
     ids, mask = padded_batch()
     generated = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, num_beams=1)
     for row in range(ids.shape[0]):
@@ -82,10 +87,10 @@ def test_greedy_generate_equals_hand_written_argmax_loop(attention_type, input_f
         assert cut_at_eos(generated[row].tolist()) == prefix[0].tolist()
 
 
-@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+@pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
 @pytest.mark.parametrize("num_beams", [1, 3])
-def test_cache_does_not_change_generation(attention_type, input_feeding, num_beams):
-    model = tiny_model(attention_type, input_feeding)
+def test_cache_does_not_change_generation(attention_type, input_feeding, rnn_type, num_beams):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
     ids, mask = padded_batch(seed=1)
     kwargs = dict(attention_mask=mask, max_new_tokens=8, num_beams=num_beams, do_sample=False)
     with_cache = model.generate(ids, use_cache=True, **kwargs)
@@ -93,10 +98,10 @@ def test_cache_does_not_change_generation(attention_type, input_feeding, num_bea
     assert as_lists(with_cache) == as_lists(without_cache)
 
 
-@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+@pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
 @pytest.mark.parametrize("num_beams", [1, 3])
-def test_padded_batch_translates_like_each_sentence_alone(attention_type, input_feeding, num_beams):
-    model = tiny_model(attention_type, input_feeding)
+def test_padded_batch_translates_like_each_sentence_alone(attention_type, input_feeding, rnn_type, num_beams):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
     ids, mask = padded_batch(seed=2)
     kwargs = dict(max_new_tokens=8, num_beams=num_beams, do_sample=False)
     batched = as_lists(model.generate(ids, attention_mask=mask, **kwargs))
@@ -104,9 +109,9 @@ def test_padded_batch_translates_like_each_sentence_alone(attention_type, input_
     assert batched == alone
 
 
-@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
-def test_one_beam_is_greedy(attention_type, input_feeding):
-    model = tiny_model(attention_type, input_feeding)
+@pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
+def test_one_beam_is_greedy(attention_type, input_feeding, rnn_type):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
     ids, mask = padded_batch(seed=3)
     greedy = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
     one_beam = model.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=1, early_stopping=True)
@@ -122,10 +127,10 @@ def sequence_log_prob(model, source_ids, source_mask, sequence: list[int]) -> fl
     return log_probs[0].gather(-1, sequence[0, 1:, None]).sum().item()
 
 
-@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
+@pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
 @pytest.mark.parametrize("length_penalty", [0.5, 1.0, 2.0])
-def test_beam_scores_equal_teacher_forced_log_probs(attention_type, input_feeding, length_penalty):
-    model = tiny_model(attention_type, input_feeding)
+def test_beam_scores_equal_teacher_forced_log_probs(attention_type, input_feeding, rnn_type, length_penalty):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
     ids, mask = padded_batch(seed=4, lengths=(6, 3))
     out = model.generate(
         ids,
@@ -146,8 +151,9 @@ def test_beam_scores_equal_teacher_forced_log_probs(attention_type, input_feedin
 
 
 @pytest.mark.parametrize("attention_type", ["luong_dot", "luong_general", "luong_concat", "none"])
-def test_parallel_teacher_forcing_equals_step_by_step(attention_type, monkeypatch):
-    model = tiny_model(attention_type)
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_parallel_teacher_forcing_equals_step_by_step(attention_type, rnn_type, monkeypatch):
+    model = tiny_model(attention_type, rnn_type=rnn_type)
     assert model.model.decoder.runs_in_parallel
     ids, mask = padded_batch(seed=5)
     targets = torch.randint(3, VOCAB, (ids.shape[0], 6), generator=torch.Generator().manual_seed(5))
@@ -168,9 +174,9 @@ def test_parallel_teacher_forcing_equals_step_by_step(attention_type, monkeypatc
         torch.testing.assert_close(stepwise.cross_attentions[0], parallel.cross_attentions[0], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("attention_type,input_feeding", VARIANTS)
-def test_attention_weights_are_distributions_over_real_source_tokens(attention_type, input_feeding):
-    model = tiny_model(attention_type, input_feeding)
+@pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
+def test_attention_weights_are_distributions_over_real_source_tokens(attention_type, input_feeding, rnn_type):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
     ids, mask = padded_batch(seed=6)
     out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=torch.full((4, 5), BOS), output_attentions=True)
     if attention_type == "none":
