@@ -1,0 +1,62 @@
+"""A joint BPE tokenizer for both languages, trained with `tokenizers` and wrapped for transformers.
+
+Design choices:
+
+* One vocabulary for source and target, so the model can tie encoder, decoder and output
+  embeddings, and names, numbers and cognates share pieces.
+* Metaspace pre-tokenizer and decoder: spaces become the visible "▁" marker inside tokens,
+  so decoding restores the original spacing exactly (BLEU is computed on detokenised text).
+  Punctuation is split off words first, so "Mann," does not become its own vocabulary entry.
+* NFC normaliser, matching what `data.normalize` already did to the corpus, so text given at
+  inference time is treated like training text.
+* EOS is appended by a `TemplateProcessing` post-processor, for sources and for labels
+  (``text_target=``); the decoder starts from BOS, which the model prepends when it shifts labels.
+* Special tokens at fixed ids: ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3, the model's
+  defaults. Right padding, as the encoder packs sequences by length.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # list position = token id
+METASPACE = "▁"
+
+
+def train_bpe_tokenizer(
+    texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2
+) -> PreTrainedTokenizerFast:
+    """Train a joint BPE tokenizer on `texts` (training sentences of both languages).
+
+    Characters never seen in `texts` map to ``<unk>``; printable ASCII is always in the
+    alphabet so that digits and punctuation absent from a small corpus still round-trip.
+    """
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always"), pre_tokenizers.Punctuation()]
+    )
+    tokenizer.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always")
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=sorted(set(string.printable) - set(string.whitespace)) + [METASPACE],
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    for token_id, token in enumerate(SPECIAL_TOKENS):
+        assert tokenizer.token_to_id(token) == token_id, (token, tokenizer.token_to_id(token))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, SPECIAL_TOKENS.index(EOS))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK, padding_side="right"
+    )

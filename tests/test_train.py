@@ -1,0 +1,233 @@
+"""train.py end to end on slices of real Multi30k with tiny models (each run is a subprocess, as a user runs it)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hf_rnn_seq2seq import training
+from hf_rnn_seq2seq.data import DataError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAIN_PY = REPO_ROOT / "train.py"
+
+# A model small enough for a few seconds of training on two cores.
+TINY = [
+    "--vocab_size", "400",
+    "--embedding_dim", "32",
+    "--hidden_size", "64",
+    "--encoder_hidden_size", "32",
+    "--per_device_train_batch_size", "32",
+    "--per_device_eval_batch_size", "64",
+    "--max_source_length", "48",
+    "--max_target_length", "48",
+    "--val_max_target_length", "48",
+    "--num_beams", "2",
+    "--disable_tqdm", "True",
+    "--seed", "0",
+]  # fmt: skip
+
+
+def run(command, cwd, timeout=300):
+    """Run a command with the test environment (offline, temporary HF_HOME); fail with its output."""
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ), stdin=subprocess.DEVNULL
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{command} exited with {result.returncode}\n--- stdout\n{result.stdout[-6000:]}\n"
+                    f"--- stderr\n{result.stderr[-6000:]}")
+    return result
+
+
+def train(args, cwd):
+    return run([sys.executable, str(TRAIN_PY), *args], cwd)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+LOAD_AND_TRANSLATE = textwrap.dedent(
+    """
+    import json, sys
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    folder, sources = sys.argv[1], json.loads(sys.argv[2])
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # it reads config.json
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True)
+    # The saved code, not the installed package, must have built the model.
+    assert "hf_rnn_seq2seq" not in sys.modules
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    batch = tokenizer(sources, return_tensors="pt", padding=True)
+    ids = model.generate(**batch)  # settings from generation_config.json
+    print(json.dumps({
+        "translations": tokenizer.batch_decode(ids, skip_special_tokens=True),
+        "num_beams": model.generation_config.num_beams,
+    }))
+    """
+)
+
+
+def test_end_to_end_writes_a_hub_model_folder_that_loads_elsewhere(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=300, validation=40, test=40)
+    out = tmp_path / "model"
+    train(["--data_dir", str(data_dir), "--output_dir", str(out), "--num_train_epochs", "2", *TINY], cwd=tmp_path)
+
+    for name in (
+        "config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+        "configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py", "README.md",
+        "test_results.json", "generated_predictions.txt", "train_results.json", "eval_results.json",
+    ):  # fmt: skip
+        assert (out / name).is_file(), name
+    config = read_json(out / "config.json")
+    assert config["auto_map"]["AutoModelForSeq2SeqLM"] == "modeling_rnn_seq2seq.RNNSeq2SeqForConditionalGeneration"
+    assert config["vocab_size"] == 400 and config["use_cache"] is True
+    generation = read_json(out / "generation_config.json")
+    assert (generation["num_beams"], generation["max_length"]) == (2, 48)
+
+    test = read_json(out / "test_results.json")
+    assert test["num_samples"] == 40 and test["num_beams"] == 2
+    assert test["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    assert {"bleu", "chrf", "chrf_signature", "length_ratio", "translation_seconds"} <= set(test)
+    hypotheses = (out / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()
+    assert len(hypotheses) == 40
+    assert read_json(out / "train_results.json")["world_size"] == 1
+    state = read_json(out / "trainer_state.json")
+    assert [entry["epoch"] for entry in state["log_history"] if "eval_bleu" in entry] == [1.0, 2.0]
+
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n")
+    for expected in ("- de\n- en", "license: apache-2.0", "model-index:", "type: bleu", test["bleu_signature"],
+                     f"| BLEU | {test['bleu']:.2f} |", "python train.py --data_dir", "## Limitations"):
+        assert expected in card, expected
+
+    # A fresh process elsewhere, going only through the Auto classes and the folder's own code.
+    sources = [line.strip() for line in (data_dir / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run([sys.executable, "-c", LOAD_AND_TRANSLATE, str(out), json.dumps(sources)], cwd=elsewhere)
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["num_beams"] == 2
+    assert all(isinstance(t, str) for t in loaded["translations"]) and any(loaded["translations"])
+    # Same translations as the run wrote (loading may shift logits by ~1e-7, so allow a rare near-tie to flip).
+    same = sum(a == b for a, b in zip(loaded["translations"], hypotheses))
+    assert same >= 36, list(zip(loaded["translations"], hypotheses))
+
+
+def test_tiny_model_memorises_64_real_pairs(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=64, same_splits=True)  # the 64 pairs are also the "test" set
+    out = tmp_path / "memorised"
+    train(
+        [
+            "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
+            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no",
+            "--vocab_size", "500", "--embedding_dim", "64", "--hidden_size", "128", "--encoder_hidden_size", "64",
+            "--dropout", "0", "--label_smoothing_factor", "0", "--learning_rate", "1e-2",
+            "--lr_scheduler_type", "constant", "--warmup_steps", "0",
+            "--num_train_epochs", "60", "--per_device_train_batch_size", "16", "--num_beams", "1",
+            "--val_max_target_length", "64",
+        ],  # fmt: skip
+        cwd=tmp_path,
+    )
+    test = read_json(out / "test_results.json")
+    assert test["num_samples"] == 64 and test["num_beams"] == 1
+    assert test["bleu"] > 90, test
+
+
+def test_torchrun_two_processes(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=200, validation=24, test=24)
+    out = tmp_path / "ddp"
+    run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TRAIN_PY),
+            "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
+            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no", "--num_train_epochs", "1",
+        ],  # fmt: skip
+        cwd=tmp_path,
+    )
+    # world_size is what torch.distributed reported inside the run.
+    assert read_json(out / "train_results.json")["world_size"] == 2
+    # Generation was sharded over both processes and gathered back in order, without duplicates.
+    assert len((out / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()) == 24
+
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSeq2SeqLM.from_pretrained(out)
+    ids = model.generate(**tokenizer(["Ein Hund läuft."], return_tensors="pt"), max_length=10)
+    assert ids.shape[0] == 1 and ids[0, 0].item() == tokenizer.bos_token_id
+
+
+def test_resume_from_checkpoint_continues_from_the_saved_step(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=200, validation=24, test=24)
+    common = [
+        "--data_dir", str(data_dir), *TINY, "--do_train", "--eval_strategy", "no",
+        "--save_strategy", "steps", "--save_steps", "3", "--max_steps", "6", "--logging_steps", "1",
+    ]  # fmt: skip
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    train([*common, "--output_dir", str(first)], cwd=tmp_path)
+    checkpoint = first / "checkpoint-3"
+    # Another seed: a run that ignored the checkpoint would start from other weights and log other losses.
+    train([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", str(checkpoint), "--seed", "1234"],
+          cwd=tmp_path)
+
+    def losses(state_file):
+        return {e["step"]: e for e in read_json(state_file)["log_history"] if "loss" in e}
+
+    saved = losses(checkpoint / "trainer_state.json")
+    final = read_json(resumed / "trainer_state.json")
+    continued = losses(resumed / "trainer_state.json")
+    assert read_json(checkpoint / "trainer_state.json")["global_step"] == 3
+    assert final["global_step"] == 6
+    assert sorted(continued) == [1, 2, 3, 4, 5, 6]
+    assert {step: continued[step] for step in (1, 2, 3)} == saved  # carried over from the checkpoint, not re-run
+
+
+# --------------------------------------------------------------------------- arguments (in-process, no training)
+
+
+def test_no_arguments_means_the_default_multi30k_job():
+    model_args, data_args, args = training.parse_args([])
+    assert (data_args.source_lang, data_args.target_lang) == ("de", "en")
+    assert data_args.data_dir is None and training.DEFAULT_DATA_DIR.is_dir()
+    assert args.output_dir == os.path.join("runs", "multi30k-de-en")
+    assert args.do_train and args.do_eval and args.do_predict and args.predict_with_generate
+    assert args.label_smoothing_factor == 0.1
+    assert args.train_sampling_strategy == "group_by_length"
+    assert (args.eval_strategy, args.save_strategy) == ("epoch", "epoch")
+    assert args.load_best_model_at_end and args.metric_for_best_model == "bleu" and args.greater_is_better
+    assert args.max_grad_norm == 1.0 and 0 < args.warmup_steps < 1 and args.lr_scheduler_type == "linear"
+    assert args.report_to in ("none", [], ["none"]) and args.ddp_find_unused_parameters is False
+    assert args.save_total_limit == 2 and data_args.early_stopping_patience > 0
+    assert model_args.attention_type == "luong_general"
+
+
+def test_only_the_requested_steps_run():
+    _, data_args, args = training.parse_args(["--do_predict", "--source_lang", "en", "--target_lang", "fr"])
+    assert (args.do_train, args.do_predict) == (False, True)
+    assert args.output_dir == os.path.join("runs", "multi30k-en-fr")
+
+
+def test_arguments_from_one_yaml_file(tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        "source_lang: en\ntarget_lang: de\nattention_type: bahdanau\nhidden_size: 128\n"
+        "num_train_epochs: 3\noutput_dir: my-run\nnum_beams: 4\n",
+        encoding="utf-8",
+    )
+    model_args, data_args, args = training.parse_args([str(settings)])
+    assert (data_args.source_lang, data_args.target_lang, data_args.num_beams) == ("en", "de", 4)
+    assert (model_args.attention_type, model_args.hidden_size) == ("bahdanau", 128)
+    assert (args.num_train_epochs, args.output_dir) == (3, "my-run")
+
+
+def test_default_data_falls_back_to_the_hub_and_explains_offline(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(training, "DEFAULT_DATA_DIR", tmp_path / "no-multi30k-here")
+    with caplog.at_level("INFO", logger="hf_rnn_seq2seq"), pytest.raises(DataError, match="--data_dir") as error:
+        training.load_data(training.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
+    assert "bentrevett/multi30k" in str(error.value)
+    assert "loading Multi30k from the Hub (bentrevett/multi30k)" in caplog.text
