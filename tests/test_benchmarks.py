@@ -1,0 +1,41 @@
+"""Each benchmark script runs end to end on a tiny budget, so the scripts do not rot."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_train_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
+    out = tmp_path / "train_speed.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "train_speed.py"), "--data_dir", str(multi30k_dir),
+         "--vocab_size", "300", "--batch_size", "8", "--batches", "1", "--configs", "luong_general",
+         "bahdanau+feeding", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| luong") or line.startswith("| bahd")]
+    assert [row.split("|")[1].strip() for row in rows] == ["luong_general", "bahdanau+feeding"]
+    for row in rows:
+        tokens_per_second = float(row.split("|")[3])
+        assert tokens_per_second > 0
+
+
+def test_quality_table_collects_finished_runs(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "test_results.json").write_text(json.dumps({
+        "source_lang": "de", "target_lang": "en", "bleu": 41.5, "chrf": 61.0, "length_ratio": 0.99, "num_beams": 5,
+        "bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+    }))
+    (run / "all_results.json").write_text(json.dumps({"eval_bleu": 40.0, "train_runtime": 600.0}))
+    out = tmp_path / "quality.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "quality_table.py"), f"{run}=recipe.yaml", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    table = out.read_text()
+    assert "| de→en | `python train.py recipe.yaml` | 40.00 | **41.50** | 61.00 | 0.990 | 5 | 10.0 |" in table
+    assert "tok:13a" in table
