@@ -84,6 +84,17 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
+def read_parallel_lines(source_path: str | Path, target_path: str | Path) -> tuple[list[str], list[str]]:
+    """The lines of two line-aligned files (plain or gzip), refused when their line counts differ."""
+    source_lines, target_lines = _read_lines(Path(source_path)), _read_lines(Path(target_path))
+    if len(source_lines) != len(target_lines):
+        raise DataError(
+            f"{source_path} has {len(source_lines)} lines but {target_path} has "
+            f"{len(target_lines)}: parallel files must have one line per sentence pair"
+        )
+    return source_lines, target_lines
+
+
 def _pairs_to_dataset(
     sources: Iterable[str], targets: Iterable[str], source_lang: str, target_lang: str, what: str
 ) -> datasets.Dataset:
@@ -167,13 +178,7 @@ def load_parallel_dir(
             if len(candidates) > 1:
                 raise DataError(f"{data_dir}: both {' and '.join(p.name for p in candidates)} exist; keep one")
             paths[lang] = candidates[0]
-        source_lines = _read_lines(paths[source_lang])
-        target_lines = _read_lines(paths[target_lang])
-        if len(source_lines) != len(target_lines):
-            raise DataError(
-                f"{paths[source_lang]} has {len(source_lines)} lines but {paths[target_lang]} has "
-                f"{len(target_lines)}: parallel files must have one line per sentence pair"
-            )
+        source_lines, target_lines = read_parallel_lines(paths[source_lang], paths[target_lang])
         result[split] = _pairs_to_dataset(
             source_lines, target_lines, source_lang, target_lang, f"{data_dir}/{stem}.{source_lang}-{target_lang}"
         )

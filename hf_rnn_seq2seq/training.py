@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 import transformers
 from transformers import (
@@ -45,6 +44,7 @@ from . import ATTENTION_TYPES, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGenerat
 from .data import MULTI30K_SPLIT_STEMS, DataError, load_hub_dataset, load_parallel_dir, load_parallel_files
 from .metrics import load_metric
 from .tokenization import train_bpe_tokenizer
+from .translation import decode
 
 logger = logging.getLogger(__name__)
 
@@ -370,18 +370,6 @@ def get_model(model_args: ModelArguments, tokenizer) -> RNNSeq2SeqForConditional
 
 
 # --------------------------------------------------------------------------- metrics
-
-
-def decode(tokenizer, ids: np.ndarray) -> list[str]:
-    """Token ids (generated, or labels padded with -100) to text, cut at the first EOS."""
-    ids = np.where(ids < 0, tokenizer.pad_token_id, ids)
-    texts = []
-    for row in ids.tolist():
-        if tokenizer.eos_token_id in row:
-            # Finished beams are padded with EOS (pad_token_id is 0, falsy): nothing after it counts.
-            row = row[: row.index(tokenizer.eos_token_id)]
-        texts.append(tokenizer.decode(row, skip_special_tokens=True))
-    return texts
 
 
 def make_compute_metrics(tokenizer, metric, references: list[str]):

@@ -1,0 +1,114 @@
+"""Console scripts: translate, evaluate and plot attention with a trained model (a local folder or a Hub id)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+
+def _load(model_name_or_path: str):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    import hf_rnn_seq2seq  # noqa: F401  registers the classes, so no remote code is needed
+
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path).eval()
+    if len(tokenizer) != model.config.vocab_size:
+        raise ValueError(
+            f"{model_name_or_path}: the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+            f"{model.config.vocab_size}: they do not belong together"
+        )
+    return model, tokenizer
+
+
+def _generation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a folder written by train.py, or a Hub model id")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--num_beams", type=int, default=None, help="default: the model's generation_config.json")
+    parser.add_argument("--max_new_tokens", type=int, default=None)
+    parser.add_argument("--max_source_length", type=int, default=128, help="longer sources are cut, with a warning")
+    parser.add_argument("--do_sample", action="store_true", help="sample instead of beam search")
+    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+
+
+def _generate_kwargs(args) -> dict:
+    names = ("num_beams", "max_new_tokens", "top_k", "top_p", "temperature")
+    kwargs = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.do_sample:
+        kwargs.update(do_sample=True, num_beams=1)
+    return kwargs
+
+
+def _translate_lines(args, lines: list[str]) -> list[str]:
+    from .translation import translate
+
+    torch.manual_seed(args.seed)
+    model, tokenizer = _load(args.model)
+    return translate(
+        model, tokenizer, lines, batch_size=args.batch_size, max_source_length=args.max_source_length,
+        progress=not args.no_progress, **_generate_kwargs(args),
+    )
+
+
+def translate_main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="hf-rnn-seq2seq-translate", description="Translate one sentence per line (a file or stdin) to stdout."
+    )
+    _generation_arguments(parser)
+    parser.add_argument("--input", help="a text file, one sentence a line (default: stdin)")
+    args = parser.parse_args(argv)
+    if args.input:
+        with open(args.input, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    for translation in _translate_lines(args, lines):
+        print(translation)
+
+
+def evaluate_main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="hf-rnn-seq2seq-evaluate",
+        description="sacreBLEU BLEU and chrF of a model on a parallel test set, with the signatures (JSON to stdout).",
+    )
+    _generation_arguments(parser)
+    parser.add_argument("--source", required=True, help="source sentences, one a line (.gz allowed)")
+    parser.add_argument("--reference", required=True, help="reference translations, line-aligned with --source")
+    parser.add_argument("--hypotheses", help="also write the translations here")
+    args = parser.parse_args(argv)
+    from .data import normalize, read_parallel_lines
+    from .metrics import load_metric
+
+    sources, references = read_parallel_lines(args.source, args.reference)
+    references = [normalize(reference) for reference in references]  # as train.py scores its test split
+    hypotheses = _translate_lines(args, sources)
+    if args.hypotheses:
+        with open(args.hypotheses, "w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in hypotheses))
+    scores = load_metric().compute(predictions=hypotheses, references=references)
+    print(json.dumps({"num_samples": len(sources), **scores}, indent=2))
+
+
+def plot_attention_main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="hf-rnn-seq2seq-plot-attention",
+        description="Translate a sentence greedily and write its attention heatmap (target x source tokens) as PNG.",
+    )
+    parser.add_argument("model", help="a folder written by train.py, or a Hub model id")
+    parser.add_argument("sentence", help="the source sentence")
+    parser.add_argument("--output", default="attention.png", help="PNG file to write")
+    parser.add_argument("--max_new_tokens", type=int, default=64)
+    args = parser.parse_args(argv)
+    from .plotting import attention_matrix, plot_attention
+
+    model, tokenizer = _load(args.model)
+    source, target, weights = attention_matrix(model, tokenizer, args.sentence, args.max_new_tokens)
+    plot_attention(source, target, weights, args.output)
+    print(json.dumps({"output": args.output, "source_tokens": source, "target_tokens": target}, ensure_ascii=False))

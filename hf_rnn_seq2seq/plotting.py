@@ -1,0 +1,53 @@
+"""Attention heatmaps: which source tokens each generated target token attended to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def attention_matrix(model, tokenizer, sentence: str, max_new_tokens: int = 64):
+    """Greedy-translate `sentence`; return (source tokens, target tokens, weights (target x source)).
+
+    The weights are the decoder's cross-attention at each generated step (`generate(output_attentions=True)`);
+    the last target token is EOS.
+    """
+    if model.config.attention_type == "none":
+        raise ValueError("attention_type='none' has no attention to plot: the decoder sees a fixed context")
+    batch = tokenizer([sentence], return_tensors="pt").to(model.device)
+    with torch.no_grad():
+        out = model.generate(
+            **batch, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens,
+            output_attentions=True, return_dict_in_generate=True,
+        )
+    generated = out.sequences[0, 1:].tolist()  # without the start token
+    if tokenizer.eos_token_id in generated:
+        generated = generated[: generated.index(tokenizer.eos_token_id) + 1]
+    weights = torch.cat([step[0][0, 0] for step in out.cross_attentions[: len(generated)]], dim=0)  # (T, S)
+    source = tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
+    target = tokenizer.convert_ids_to_tokens(generated)
+    return source, target, weights.cpu().numpy()
+
+
+def plot_attention(source: list[str], target: list[str], weights: np.ndarray, path: str | Path) -> Path:
+    """Write a heatmap PNG: one row per target token, one column per source token."""
+    if weights.shape != (len(target), len(source)):
+        raise ValueError(f"weights of shape {weights.shape} do not match {len(target)} x {len(source)} tokens")
+    figure, axes = plt.subplots(figsize=(max(4.0, 0.45 * len(source) + 1.5), max(3.0, 0.4 * len(target) + 1.5)))
+    image = axes.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    axes.set_xticks(range(len(source)), source, rotation=90)
+    axes.set_yticks(range(len(target)), target)
+    axes.set_xlabel("source")
+    axes.set_ylabel("translation")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

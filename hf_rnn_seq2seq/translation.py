@@ -1,0 +1,72 @@
+"""Translate text with a trained model: length-sorted batches, truncation with a warning, EOS-cut decoding."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import normalize
+
+logger = logging.getLogger(__name__)
+
+
+def decode(tokenizer, ids: np.ndarray) -> list[str]:
+    """Token ids (generated, or labels padded with -100) to text, cut at the first EOS."""
+    ids = np.where(ids < 0, tokenizer.pad_token_id, ids)
+    texts = []
+    for row in ids.tolist():
+        if tokenizer.eos_token_id in row:
+            # Finished beams are padded with EOS (pad_token_id is 0, falsy): nothing after it counts.
+            row = row[: row.index(tokenizer.eos_token_id)]
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
+def translate(
+    model,
+    tokenizer,
+    sentences: Sequence[str],
+    batch_size: int = 64,
+    max_source_length: int = 128,
+    progress: bool = False,
+    **generate_kwargs,
+) -> list[str]:
+    """Translate `sentences` (returned in input order); `generate_kwargs` go to `model.generate`.
+
+    Text is normalised as the training data was; an empty (or whitespace-only) sentence translates to an empty
+    string instead of whatever the model would invent. Sentences are batched longest first, so a batch holds
+    similar lengths and wastes little time on padding; a batch's translations equal those of its sentences one by
+    one. Sources longer than `max_source_length` tokens (EOS included) are cut, with a warning.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    texts = [normalize(sentence) for sentence in sentences]
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]] if texts else []
+    too_long = sum(length > max_source_length for length in lengths)
+    if too_long:
+        logger.warning(
+            "%d of %d sentences are longer than max_source_length=%d tokens and were truncated",
+            too_long, len(texts), max_source_length,
+        )
+    order = sorted((i for i in range(len(texts)) if texts[i]), key=lambda i: -lengths[i])
+    translations: list[str] = [""] * len(texts)
+    model.eval()
+    for start in tqdm(range(0, len(order), batch_size), disable=not progress, file=sys.stderr, unit="batch"):
+        indices = order[start : start + batch_size]
+        batch = tokenizer(
+            [texts[i] for i in indices],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_source_length,
+        ).to(model.device)
+        with torch.no_grad():
+            generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **generate_kwargs)
+        for index, text in zip(indices, decode(tokenizer, generated.cpu().numpy())):
+            translations[index] = text
+    return translations
