@@ -1,10 +1,11 @@
 """Collect the scores of finished `train.py` runs into one Markdown table.
 
 Each run folder holds what train.py wrote: test_results.json (sacreBLEU on the test split, with its signature),
-all_results.json (validation BLEU of the kept checkpoint, training time). The recipe that produced a run is the
-YAML file given on the command line.
+all_results.json (validation BLEU of the kept checkpoint, training time). Each run is given with the command
+that produced it.
 
-    python benchmarks/quality_table.py runs/recipe-multi30k-de-en=benchmarks/recipes/multi30k-de-en.yaml ... \
+    python benchmarks/quality_table.py \
+        "runs/recipe-multi30k-en-de=python train.py benchmarks/recipes/multi30k-en-de.yaml" ... \
         --out benchmarks/results/quality.md
 """
 
@@ -14,19 +15,19 @@ import time
 from pathlib import Path
 
 
-def row(run_dir: Path, recipe: str) -> str:
+def row(run_dir: Path, command: str) -> str:
     test = json.loads((run_dir / "test_results.json").read_text())
     overall = json.loads((run_dir / "all_results.json").read_text())
     minutes = overall.get("train_runtime", float("nan")) / 60
     return (
-        f"| {test['source_lang']}→{test['target_lang']} | `python train.py {recipe}` | {overall.get('eval_bleu', float('nan')):.2f} | "
+        f"| {test['source_lang']}→{test['target_lang']} | `{command}` | {overall.get('eval_bleu', float('nan')):.2f} | "
         f"**{test['bleu']:.2f}** | {test['chrf']:.2f} | {test['length_ratio']:.3f} | {test['num_beams']} | {minutes:.1f} |"
     )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="RUN_DIR=RECIPE pairs")
+    parser.add_argument("runs", nargs="+", help="RUN_DIR=COMMAND pairs")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     lines = [
@@ -38,8 +39,8 @@ def main(argv=None):
     ]
     signatures = set()
     for spec in args.runs:
-        run_dir, recipe = spec.split("=", 1)
-        lines.append(row(Path(run_dir), recipe))
+        run_dir, command = spec.split("=", 1)
+        lines.append(row(Path(run_dir), command))
         signatures.add(json.loads((Path(run_dir) / "test_results.json").read_text())["bleu_signature"])
     lines += ["", "sacreBLEU signature: " + ", ".join(f"`{s}`" for s in sorted(signatures))]
     table = "\n".join(lines) + "\n"
