@@ -33,7 +33,7 @@ def test_quality_table_collects_finished_runs(tmp_path):
     (run / "all_results.json").write_text(json.dumps({"eval_bleu": 40.0, "train_runtime": 600.0}))
     out = tmp_path / "quality.md"
     subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "quality_table.py"), f"{run}=recipe.yaml", "--out", str(out)],
+        [sys.executable, str(REPO / "benchmarks" / "quality_table.py"), f"{run}=python train.py recipe.yaml", "--out", str(out)],
         check=True, capture_output=True, text=True,
     )
     table = out.read_text()
