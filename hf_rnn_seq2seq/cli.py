@@ -57,6 +57,13 @@ def _translate_lines(args, lines: list[str]) -> list[str]:
     )
 
 
+def train_main(argv=None) -> None:
+    """`train.py` as a console script (its results dict must not become the exit status)."""
+    from .training import main
+
+    main(argv)
+
+
 def translate_main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="hf-rnn-seq2seq-translate", description="Translate one sentence per line (a file or stdin) to stdout."

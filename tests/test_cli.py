@@ -5,6 +5,7 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +130,13 @@ def test_plot_attention_script_writes_a_heatmap_of_target_by_source(model_folder
     assert torch.allclose(torch.from_numpy(weights).sum(-1), torch.ones(len(target)), atol=1e-5)
     with Image.open(tmp_path / "a.png") as image:
         assert image.format == "PNG" and min(image.size) > 100
+
+
+@pytest.mark.parametrize(
+    "script", ["hf-rnn-seq2seq-train", "hf-rnn-seq2seq-translate", "hf-rnn-seq2seq-evaluate", "hf-rnn-seq2seq-plot-attention"]
+)
+def test_console_scripts_are_installed_with_help(script):
+    path = Path(sys.executable).with_name(script)
+    result = subprocess.run([str(path), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout
