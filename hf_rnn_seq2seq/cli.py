@@ -14,13 +14,11 @@ def _load(model_name_or_path: str):
 
     import hf_rnn_seq2seq  # noqa: F401  registers the classes, so no remote code is needed
 
+    from .tokenization import check_vocabulary
+
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path).eval()
-    if len(tokenizer) != model.config.vocab_size:
-        raise ValueError(
-            f"{model_name_or_path}: the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
-            f"{model.config.vocab_size}: they do not belong together"
-        )
+    check_vocabulary(tokenizer, model.config, model_name_or_path)
     return model, tokenizer
 
 

@@ -60,3 +60,12 @@ def train_bpe_tokenizer(
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK, padding_side="right"
     )
+
+
+def check_vocabulary(tokenizer, config, model_name: str) -> None:
+    """Refuse a tokenizer whose vocabulary is not the model's: ids would index the wrong embeddings."""
+    if len(tokenizer) != config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but {model_name} has vocab_size={config.vocab_size}: "
+            "they do not belong together; use the tokenizer saved with the model"
+        )

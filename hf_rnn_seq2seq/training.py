@@ -43,7 +43,7 @@ from transformers import (
 from . import ATTENTION_TYPES, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 from .data import MULTI30K_SPLIT_STEMS, DataError, load_hub_dataset, load_parallel_dir, load_parallel_files
 from .metrics import load_metric
-from .tokenization import train_bpe_tokenizer
+from .tokenization import check_vocabulary, train_bpe_tokenizer
 from .translation import decode
 
 logger = logging.getLogger(__name__)
@@ -341,11 +341,7 @@ def get_model(model_args: ModelArguments, tokenizer) -> RNNSeq2SeqForConditional
     }
     if model_args.model_name_or_path:
         model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
-        if len(tokenizer) > model.config.vocab_size:
-            raise ValueError(
-                f"the tokenizer has {len(tokenizer)} tokens but {model_args.model_name_or_path} only "
-                f"{model.config.vocab_size} embeddings: use the checkpoint's own tokenizer"
-            )
+        check_vocabulary(tokenizer, model.config, model_args.model_name_or_path)
         return model
     if model_args.config_name:
         config = AutoConfig.from_pretrained(model_args.config_name, cache_dir=model_args.cache_dir)

@@ -140,3 +140,17 @@ def test_console_scripts_are_installed_with_help(script):
     result = subprocess.run([str(path), "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage:" in result.stdout
+
+
+def test_a_tokenizer_of_another_vocabulary_is_refused(model_folder, multi30k_dir, tmp_path):
+    folder, _, tokenizer = model_folder
+    other = train_bpe_tokenizer(read(multi30k_dir / "train.en.gz", 200), vocab_size=300)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("config.json", "configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py", "model.safetensors"):
+        (mixed / name).write_bytes((folder / name).read_bytes())
+    other.save_pretrained(mixed)
+    script = [sys.executable, "-c", "import sys; from hf_rnn_seq2seq.cli import translate_main; translate_main(sys.argv[1:])"]
+    result = subprocess.run([*script, str(mixed)], input="Ein Mann.\n", capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"the tokenizer has {len(other)} tokens but {mixed} has vocab_size={len(tokenizer)}" in result.stderr
