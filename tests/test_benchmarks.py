@@ -39,3 +39,28 @@ def test_quality_table_collects_finished_runs(tmp_path):
     table = out.read_text()
     assert "| de→en | `python train.py recipe.yaml` | 40.00 | **41.50** | 61.00 | 0.990 | 5 | 10.0 |" in table
     assert "tok:13a" in table
+
+
+def test_translate_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
+    import gzip
+
+    import torch
+
+    from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+    from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
+
+    with gzip.open(multi30k_dir / "train.de.gz", "rt", encoding="utf-8") as handle:
+        texts = [next(handle) for _ in range(200)]
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=300)
+    torch.manual_seed(0)
+    model = RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqConfig(vocab_size=len(tokenizer), embedding_dim=8, hidden_size=8))
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    out = tmp_path / "translate_speed.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "translate_speed.py"), str(tmp_path / "model"), "--data_dir",
+         str(multi30k_dir), "--max_sentences", "8", "--batch_size", "4", "--max_new_tokens", "5", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    table = out.read_text()
+    assert "| greedy |" in table and "| beam 5 |" in table and "overhead x" in table
