@@ -2,11 +2,13 @@
 
 Importing the package registers the classes with `AutoConfig`, `AutoModel` and `AutoModelForSeq2SeqLM`, and marks
 them for `save_pretrained` to write an `auto_map` plus the model code, so saved folders also load with
-`trust_remote_code=True` where this package is not installed.
+`trust_remote_code=True` where this package is not installed. It also registers the pipeline task
+"seq2seq-translation" (transformers 5 removed "translation").
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
+from . import pipeline_rnn_seq2seq  # registers the "seq2seq-translation" pipeline task
 from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNNSeq2SeqConfig
 from .modeling_rnn_seq2seq import (
     RNNDecoderState,

@@ -5,8 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 
 import torch
+
+
+@contextmanager
+def _user_errors(parser: argparse.ArgumentParser):
+    """A missing or malformed file or model, or a refused input, ends the script with its message (exit status 2)
+    instead of a traceback. (A corpus `DataError` is a `ValueError`.)"""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
 
 
 def _load(model_name_or_path: str):
@@ -69,12 +80,14 @@ def translate_main(argv=None) -> None:
     _generation_arguments(parser)
     parser.add_argument("--input", help="a text file, one sentence a line (default: stdin)")
     args = parser.parse_args(argv)
-    if args.input:
-        with open(args.input, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    else:
-        lines = sys.stdin.read().splitlines()
-    for translation in _translate_lines(args, lines):
+    with _user_errors(parser):
+        if args.input:
+            with open(args.input, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        else:
+            lines = sys.stdin.read().splitlines()
+        translations = _translate_lines(args, lines)
+    for translation in translations:
         print(translation)
 
 
@@ -91,12 +104,13 @@ def evaluate_main(argv=None) -> None:
     from .data import normalize, read_parallel_lines
     from .metrics import load_metric
 
-    sources, references = read_parallel_lines(args.source, args.reference)
-    references = [normalize(reference) for reference in references]  # as train.py scores its test split
-    hypotheses = _translate_lines(args, sources)
-    if args.hypotheses:
-        with open(args.hypotheses, "w", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in hypotheses))
+    with _user_errors(parser):
+        sources, references = read_parallel_lines(args.source, args.reference)
+        references = [normalize(reference) for reference in references]  # as train.py scores its test split
+        hypotheses = _translate_lines(args, sources)
+        if args.hypotheses:
+            with open(args.hypotheses, "w", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in hypotheses))
     scores = load_metric().compute(predictions=hypotheses, references=references)
     print(json.dumps({"num_samples": len(sources), **scores}, indent=2))
 
@@ -104,7 +118,8 @@ def evaluate_main(argv=None) -> None:
 def plot_attention_main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="hf-rnn-seq2seq-plot-attention",
-        description="Translate a sentence greedily and write its attention heatmap (target x source tokens) as PNG.",
+        description="Translate a sentence greedily and write its cross-attention heatmap (a row per target token, a "
+        "column per source token) as PNG; print the tokens and the weights as JSON.",
     )
     parser.add_argument("model", help="a folder written by train.py, or a Hub model id")
     parser.add_argument("sentence", help="the source sentence")
@@ -113,7 +128,14 @@ def plot_attention_main(argv=None) -> None:
     args = parser.parse_args(argv)
     from .plotting import attention_matrix, plot_attention
 
-    model, tokenizer = _load(args.model)
-    source, target, weights = attention_matrix(model, tokenizer, args.sentence, args.max_new_tokens)
-    plot_attention(source, target, weights, args.output)
-    print(json.dumps({"output": args.output, "source_tokens": source, "target_tokens": target}, ensure_ascii=False))
+    with _user_errors(parser):
+        model, tokenizer = _load(args.model)
+        source, target, weights = attention_matrix(model, tokenizer, args.sentence, args.max_new_tokens)
+        plot_attention(source, target, weights, args.output)
+    summary = {
+        "output": args.output,
+        "source_tokens": source,  # the heatmap's columns
+        "target_tokens": target,  # its rows
+        "weights": weights.tolist(),  # (target, source)
+    }
+    print(json.dumps(summary, ensure_ascii=False))

@@ -1,6 +1,12 @@
-"""Translation and the console scripts: batching, odd inputs, truncation, evaluation and attention plots."""
+"""Translation and the console scripts: batching, odd inputs, truncation, evaluation and attention plots.
+
+Each console script runs once as the installed executable in a subprocess (as a user runs it); its other behaviour
+is checked in-process, where a run costs no interpreter start.
+"""
 
 import gzip
+import importlib.metadata
+import io
 import json
 import logging
 import subprocess
@@ -11,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration, cli
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.plotting import attention_matrix
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
@@ -41,16 +47,38 @@ def model_folder(multi30k_dir, tmp_path_factory):
     return folder, model, tokenizer
 
 
+SCRIPTS = {
+    "hf-rnn-seq2seq-train": "hf_rnn_seq2seq.cli:train_main",
+    "hf-rnn-seq2seq-translate": "hf_rnn_seq2seq.cli:translate_main",
+    "hf-rnn-seq2seq-evaluate": "hf_rnn_seq2seq.cli:evaluate_main",
+    "hf-rnn-seq2seq-plot-attention": "hf_rnn_seq2seq.cli:plot_attention_main",
+}
+
+
 def run_script(name, *args, stdin=None):
-    script = [sys.executable, "-c", f"import sys; from hf_rnn_seq2seq.cli import {name}; {name}(sys.argv[1:])"]
-    result = subprocess.run([*script, *map(str, args)], input=stdin, capture_output=True, text=True)
+    """Run an installed console script (the executable pip wrote beside this interpreter)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name(name)), *map(str, args)], input=stdin, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
 
+def call_script(main, *args, stdin="", monkeypatch=None, capsys=None):
+    """Run a console script's function in-process; returns (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        main(list(map(str, args)))
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 def test_batched_translation_equals_one_by_one(model_folder, multi30k_dir):
     _, model, tokenizer = model_folder
-    sentences = read(multi30k_dir / "val.de.gz", 9)
+    sentences = read(multi30k_dir / "val.de.gz", 6)
     batched = translate(model, tokenizer, sentences, batch_size=4, num_beams=3)
     alone = [translate(model, tokenizer, [sentence], num_beams=3)[0] for sentence in sentences]
     assert batched == alone
@@ -86,16 +114,23 @@ def test_very_long_input_is_truncated_with_a_warning(model_folder, caplog):
 def test_translate_script_reads_stdin(model_folder, multi30k_dir):
     folder, model, tokenizer = model_folder
     sentences = read(multi30k_dir / "val.de.gz", 5)
-    out = run_script("translate_main", folder, "--num_beams", "2", "--batch_size", "2", stdin="\n".join(sentences) + "\n")
+    out = run_script("hf-rnn-seq2seq-translate", folder, "--num_beams", "2", "--batch_size", "2",
+                     stdin="\n".join(sentences) + "\n")
     assert out.splitlines() == translate(model, tokenizer, sentences, num_beams=2)
 
 
-def test_translate_script_samples_reproducibly(model_folder):
+def test_translate_script_samples_reproducibly(model_folder, tmp_path, monkeypatch, capsys):
     folder, _, _ = model_folder
-    args = (folder, "--do_sample", "--top_p", "0.9", "--temperature", "0.8", "--seed", "3")
-    first = run_script("translate_main", *args, stdin="Ein Mann.\nZwei Frauen.\n")
-    assert first == run_script("translate_main", *args, stdin="Ein Mann.\nZwei Frauen.\n")
-    assert len(first.splitlines()) == 2
+    (tmp_path / "in.txt").write_text("Ein Mann.\nZwei Frauen.\n")
+    args = (folder, "--input", tmp_path / "in.txt", "--do_sample", "--top_p", "0.9", "--temperature", "0.8")
+
+    def sample(seed):
+        status, out, _ = call_script(cli.translate_main, *args, "--seed", seed, monkeypatch=monkeypatch, capsys=capsys)
+        assert status == 0 and len(out.splitlines()) == 2
+        return out
+
+    assert sample(3) == sample(3)
+    assert len({sample(seed) for seed in range(4)}) > 1  # it samples: the seed matters
 
 
 def test_evaluate_script_scores_real_data_like_sacrebleu(model_folder, multi30k_dir, tmp_path):
@@ -103,46 +138,59 @@ def test_evaluate_script_scores_real_data_like_sacrebleu(model_folder, multi30k_
     sources, references = read(multi30k_dir / "val.de.gz", 20), read(multi30k_dir / "val.en.gz", 20)
     (tmp_path / "src.de").write_text("\n".join(sources) + "\n")
     (tmp_path / "ref.en").write_text("\n".join(references) + "\n")
-    out = json.loads(run_script("evaluate_main", folder, "--source", tmp_path / "src.de", "--reference", tmp_path / "ref.en"))
+    out = json.loads(run_script("hf-rnn-seq2seq-evaluate", folder, "--source", tmp_path / "src.de",
+                                "--reference", tmp_path / "ref.en"))  # fmt: skip
     expected = load_metric().compute(predictions=translate(model, tokenizer, sources), references=references)
     assert out["num_samples"] == 20
     assert out["bleu"] == pytest.approx(expected["bleu"]) and out["chrf"] == pytest.approx(expected["chrf"])
     assert out["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
 
 
-def test_evaluate_script_refuses_misaligned_files(model_folder, tmp_path):
+def test_evaluate_script_refuses_misaligned_files_with_a_message(model_folder, tmp_path, monkeypatch, capsys):
     folder, _, _ = model_folder
     (tmp_path / "src").write_text("a\nb\n")
     (tmp_path / "ref").write_text("a\n")
-    script = [sys.executable, "-c", "import sys; from hf_rnn_seq2seq.cli import evaluate_main; evaluate_main(sys.argv[1:])"]
-    result = subprocess.run([*script, str(folder), "--source", str(tmp_path / "src"), "--reference", str(tmp_path / "ref")],
-                            capture_output=True, text=True)
-    assert result.returncode != 0 and "has 2 lines but" in result.stderr
+    status, out, err = call_script(cli.evaluate_main, folder, "--source", tmp_path / "src", "--reference",
+                                   tmp_path / "ref", monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert status == 2 and out == ""
+    assert "hf-rnn-seq2seq-evaluate: error:" in err and "has 2 lines but" in err and "Traceback" not in err
+    status, _, err = call_script(cli.translate_main, folder, "--input", tmp_path / "missing.txt",
+                                 monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert status == 2 and "missing.txt" in err
 
 
 def test_plot_attention_script_writes_a_heatmap_of_target_by_source(model_folder, tmp_path):
     folder, model, tokenizer = model_folder
     sentence = "Ein Mann mit einem Hut."
-    out = json.loads(run_script("plot_attention_main", folder, sentence, "--output", tmp_path / "a.png"))
+    out = json.loads(run_script("hf-rnn-seq2seq-plot-attention", folder, sentence, "--output", tmp_path / "a.png"))
     source, target, weights = attention_matrix(model, tokenizer, sentence)
     assert (out["source_tokens"], out["target_tokens"]) == (source, target)
-    assert weights.shape == (len(target), len(source))
-    assert torch.allclose(torch.from_numpy(weights).sum(-1), torch.ones(len(target)), atol=1e-5)
+    # The source with its EOS as columns; the greedy translation, cut after its EOS, as rows.
+    assert source == tokenizer.convert_ids_to_tokens(tokenizer(sentence)["input_ids"]) and source[-1] == "</s>"
+    generated = model.generate(**tokenizer([sentence], return_tensors="pt"), num_beams=1, max_new_tokens=64)[0, 1:]
+    generated = generated.tolist()
+    if tokenizer.eos_token_id in generated:
+        generated = generated[: generated.index(tokenizer.eos_token_id) + 1]
+    assert target == tokenizer.convert_ids_to_tokens(generated)
+    # The heatmap the script drew: one row per target token, one column per source token, each row a distribution.
+    drawn = torch.tensor(out["weights"])
+    assert drawn.shape == weights.shape == (len(target), len(source))
+    torch.testing.assert_close(drawn, torch.from_numpy(weights))
+    torch.testing.assert_close(drawn.sum(-1), torch.ones(len(target)))
     with Image.open(tmp_path / "a.png") as image:
         assert image.format == "PNG" and min(image.size) > 100
 
 
-@pytest.mark.parametrize(
-    "script", ["hf-rnn-seq2seq-train", "hf-rnn-seq2seq-translate", "hf-rnn-seq2seq-evaluate", "hf-rnn-seq2seq-plot-attention"]
-)
-def test_console_scripts_are_installed_with_help(script):
-    path = Path(sys.executable).with_name(script)
-    result = subprocess.run([str(path), "--help"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "usage:" in result.stdout
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_console_scripts_are_installed_with_help(script, monkeypatch, capsys):
+    (entry_point,) = importlib.metadata.entry_points(group="console_scripts", name=script)
+    assert entry_point.value == SCRIPTS[script]
+    assert Path(sys.executable).with_name(script).is_file()
+    status, out, _ = call_script(entry_point.load(), "--help", monkeypatch=monkeypatch, capsys=capsys)
+    assert status == 0 and "usage:" in out
 
 
-def test_a_tokenizer_of_another_vocabulary_is_refused(model_folder, multi30k_dir, tmp_path):
+def test_a_tokenizer_of_another_vocabulary_is_refused(model_folder, multi30k_dir, tmp_path, monkeypatch, capsys):
     folder, _, tokenizer = model_folder
     other = train_bpe_tokenizer(read(multi30k_dir / "train.en.gz", 200), vocab_size=300)
     mixed = tmp_path / "mixed"
@@ -150,7 +198,6 @@ def test_a_tokenizer_of_another_vocabulary_is_refused(model_folder, multi30k_dir
     for name in ("config.json", "configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py", "model.safetensors"):
         (mixed / name).write_bytes((folder / name).read_bytes())
     other.save_pretrained(mixed)
-    script = [sys.executable, "-c", "import sys; from hf_rnn_seq2seq.cli import translate_main; translate_main(sys.argv[1:])"]
-    result = subprocess.run([*script, str(mixed)], input="Ein Mann.\n", capture_output=True, text=True)
-    assert result.returncode != 0
-    assert f"the tokenizer has {len(other)} tokens but {mixed} has vocab_size={len(tokenizer)}" in result.stderr
+    status, _, err = call_script(cli.translate_main, mixed, stdin="Ein Mann.\n", monkeypatch=monkeypatch, capsys=capsys)
+    assert status == 2
+    assert f"the tokenizer has {len(other)} tokens but {mixed} has vocab_size={len(tokenizer)}" in err

@@ -1,0 +1,297 @@
+"""Sharing on the Hub, end to end against a local Hub stand-in (tests/hub_server.py) with the real client.
+
+Every Hub client runs in a subprocess, because huggingface_hub reads HF_ENDPOINT when it is imported (this process
+is offline, see conftest.py). The reloading process cannot import this package at all, as on a machine that never
+installed it, and starts from an empty HF_HOME, so everything it uses comes from the server.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file, save_file
+
+from transformers import AutoTokenizer
+
+from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+from hf_rnn_seq2seq.translation import translate
+from hub_server import HubServer
+
+TRAIN_PY = Path(__file__).resolve().parents[1] / "train.py"
+# A model small enough for a few seconds of training on two cores; beam search (2) in its generation config.
+TINY = [
+    "--vocab_size", "400", "--embedding_dim", "32", "--hidden_size", "64", "--encoder_hidden_size", "32",
+    "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64", "--max_source_length", "48",
+    "--max_target_length", "48", "--val_max_target_length", "48", "--num_beams", "2", "--disable_tqdm", "True",
+    "--seed", "0",
+]  # fmt: skip
+
+TOKEN = "hf_test_token"
+USER = "alice"
+MODEL_FILES = {"config.json", "configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py", "model.safetensors",
+               "generation_config.json"}  # fmt: skip
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
+
+PUSH = textwrap.dedent(
+    """
+    import json, sys
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+    import hf_rnn_seq2seq, hf_rnn_seq2seq.pipeline_rnn_seq2seq
+
+    folder, repo_id, pipeline_repo_id = sys.argv[1:]
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    urls = [model.push_to_hub(repo_id), tokenizer.push_to_hub(repo_id)]
+    # Both wrote a generic README.md (or kept the one on the Hub); the model card written by train.py replaces it.
+    ModelCard.load(f"{folder}/README.md").push_to_hub(repo_id)
+    # The pipeline's own push: model, tokenizer and the pipeline code, recorded in config.json.
+    translator = pipeline("seq2seq-translation", model=model, tokenizer=tokenizer)
+    urls.append(translator.push_to_hub(pipeline_repo_id))
+    print(json.dumps([str(url) for url in urls]))
+    """
+)
+
+# Runs where importing hf_rnn_seq2seq fails; only transformers, huggingface_hub and the server's files are used.
+LOAD = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockPackage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "hf_rnn_seq2seq":
+                raise ModuleNotFoundError(name)
+
+    sys.meta_path.insert(0, BlockPackage())
+    repo_id, revision, pipeline_repo_id, inputs_path, outputs_path = sys.argv[1:]
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(repo_id, revision=revision, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision, trust_remote_code=True)
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    assert "hf_rnn_seq2seq" not in sys.modules
+    sentences = json.loads(open(inputs_path + ".json").read())
+    batch = tokenizer(sentences, return_tensors="pt", padding=True)
+    decoder_input_ids = load_file(inputs_path)["decoder_input_ids"]
+    with torch.no_grad():
+        outputs = {
+            "input_ids": batch["input_ids"],
+            "logits": model(**batch, decoder_input_ids=decoder_input_ids).logits,
+            "greedy": model.generate(**batch, num_beams=1),
+            "beam": model.generate(**batch),  # the pushed generation_config.json: beam search
+        }
+    save_file({name: tensor.contiguous() for name, tensor in outputs.items()}, outputs_path)
+    translator = pipeline(model=pipeline_repo_id, trust_remote_code=True)  # the task comes from the repository
+    print(json.dumps({
+        "translations": tokenizer.batch_decode(outputs["beam"], skip_special_tokens=True),
+        "pipeline": [r["translation_text"] for r in translator(sentences, batch_size=4)],
+        "pipeline_task": translator.task,
+        "num_beams": model.generation_config.num_beams,
+    }))
+    """
+)
+
+
+def hub_env(hub, tmp_path, name, token=None):
+    """The environment of a Hub client process: this server, online, its own empty HF_HOME."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN", "PYTHONPATH")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / f"hf_home_{name}"), HF_HUB_DISABLE_TELEMETRY="1")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def run(command, env, cwd, timeout=300):
+    result = subprocess.run(
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{command[:3]} exited with {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n"
+                    f"--- stderr\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with HubServer(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def trained(hub, multi30k_slice, tmp_path_factory):
+    """`train.py --push_to_hub` on a slice of Multi30k: the local output folder and the repository it pushed."""
+    data_dir = multi30k_slice(train=200, validation=24, test=24)
+    tmp_path = tmp_path_factory.mktemp("trained")
+    out, repo_id = tmp_path / "multi30k-tiny", f"{USER}/multi30k-tiny"
+    run(
+        [
+            sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
+            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no", "--num_train_epochs", "1",
+            "--push_to_hub", "--hub_model_id", repo_id, "--hub_token", TOKEN,
+        ],  # fmt: skip
+        env=hub_env(hub, tmp_path, "train"),
+        cwd=tmp_path,
+    )
+    return out, repo_id, data_dir
+
+
+def test_train_py_push_to_hub_uploads_a_complete_repository_with_the_model_card(hub, trained):
+    out, repo_id, _ = trained
+    files = hub.files(repo_id)
+    assert MODEL_FILES | TOKENIZER_FILES | {"README.md", "test_results.json"} <= set(files)
+    for name in MODEL_FILES | TOKENIZER_FILES | {"README.md"}:
+        assert files[name] == (out / name).read_bytes(), name  # what the run wrote is what the Hub holds
+    config = json.loads(files["config.json"])
+    assert config["auto_map"]["AutoModelForSeq2SeqLM"] == "modeling_rnn_seq2seq.RNNSeq2SeqForConditionalGeneration"
+
+    card = ModelCard(files["README.md"].decode())
+    test = json.loads((out / "test_results.json").read_text())
+    scores = {(r.metric_type, r.dataset_split): r for r in card.data.eval_results}
+    assert scores[("bleu", "test")].metric_value == round(test["bleu"], 2)
+    assert scores[("bleu", "test")].metric_config == test["bleu_signature"]
+    assert scores[("chrf", "test")].metric_value == round(test["chrf"], 2)
+    assert card.data.language == ["de", "en"] and card.data.license == "apache-2.0"
+    assert hub.commits(repo_id)[-1].message == "End of training"
+
+
+@pytest.fixture(scope="module")
+def pushed(hub, trained, tmp_path_factory):
+    """model.push_to_hub + tokenizer.push_to_hub + the model card to one repository, the pipeline to another."""
+    folder, _, _ = trained
+    tmp_path = tmp_path_factory.mktemp("push")
+    repo_id, pipeline_repo_id = f"{USER}/pushed", f"{USER}/pushed-pipeline"
+    run([sys.executable, "-c", PUSH, str(folder), repo_id, pipeline_repo_id],
+        env=hub_env(hub, tmp_path, "push", token=TOKEN), cwd=tmp_path)
+    return repo_id, pipeline_repo_id
+
+
+@pytest.fixture(scope="module")
+def sentences(trained):
+    _, _, data_dir = trained
+    return [line.strip() for line in (data_dir / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()][:8]
+
+
+def test_push_to_hub_uploads_a_complete_repository(hub, trained, pushed):
+    folder, _, _ = trained
+    repo_id, pipeline_repo_id = pushed
+    # One commit per push: model.push_to_hub, tokenizer.push_to_hub, then the model card.
+    _, model_commit, tokenizer_commit, card_commit = hub.commits(repo_id)
+    assert set(model_commit.added) == MODEL_FILES | {"README.md"}
+    assert set(tokenizer_commit.added) == TOKENIZER_FILES | {"README.md"}
+    assert card_commit.added == ["README.md"]
+    files = hub.files(repo_id)
+    assert set(files) == MODEL_FILES | TOKENIZER_FILES | {"README.md", ".gitattributes"}
+    assert json.loads(files["config.json"])["auto_map"] == {
+        "AutoConfig": "configuration_rnn_seq2seq.RNNSeq2SeqConfig",
+        "AutoModel": "modeling_rnn_seq2seq.RNNSeq2SeqModel",
+        "AutoModelForSeq2SeqLM": "modeling_rnn_seq2seq.RNNSeq2SeqForConditionalGeneration",
+    }
+    card, local_card = ModelCard(files["README.md"].decode()), ModelCard.load(folder / "README.md")
+    assert card.data.to_dict() == local_card.data.to_dict() and card.text == local_card.text
+    for name in ("model.safetensors", "modeling_rnn_seq2seq.py", "configuration_rnn_seq2seq.py", "tokenizer.json",
+                 "generation_config.json"):  # fmt: skip
+        assert files[name] == (folder / name).read_bytes(), name
+    pipeline_files = hub.files(pipeline_repo_id)
+    assert {"pipeline_rnn_seq2seq.py"} | MODEL_FILES | TOKENIZER_FILES <= set(pipeline_files)
+    custom = json.loads(pipeline_files["config.json"])["custom_pipelines"]
+    assert custom["seq2seq-translation"]["impl"] == "pipeline_rnn_seq2seq.Seq2SeqTranslationPipeline"
+
+
+def test_a_fresh_process_without_the_package_translates_bit_identically(hub, trained, pushed, sentences, tmp_path):
+    folder, _, _ = trained
+    repo_id, pipeline_repo_id = pushed
+    head = hub.commits(repo_id)[-1].sha
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    decoder_input_ids = tokenizer(text_target=sentences[:4], return_tensors="pt", padding=True)["input_ids"]
+    decoder_input_ids = torch.cat([decoder_input_ids, decoder_input_ids.flip(0)])[:, :6].contiguous()
+    inputs = tmp_path / "inputs.safetensors"
+    save_file({"decoder_input_ids": decoder_input_ids}, inputs)
+    (tmp_path / "inputs.safetensors.json").write_text(json.dumps(sentences))
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    requests_before = len(hub.state.requests)
+    result = run(
+        [sys.executable, "-c", LOAD, repo_id, head, pipeline_repo_id, str(inputs),
+         str(tmp_path / "outputs.safetensors")],
+        env=hub_env(hub, tmp_path, "fresh"),
+        cwd=elsewhere,
+    )
+    remote = load_file(tmp_path / "outputs.safetensors")
+    reported = json.loads(result.stdout.strip().splitlines()[-1])
+    # It started from an empty cache: the weights and the code came from the server.
+    served = hub.state.requests[requests_before:]
+    for name in ("model.safetensors", "modeling_rnn_seq2seq.py", "tokenizer.json"):
+        assert f"GET /{repo_id}/resolve/{head}/{name}" in served, name
+    assert f"GET /{pipeline_repo_id}/resolve/{hub.commits(pipeline_repo_id)[-1].sha}/pipeline_rnn_seq2seq.py" in served
+
+    # The reference: the trained folder loaded here, through the installed package.
+    model = RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval()
+    batch = tokenizer(sentences, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        local = {
+            "input_ids": batch["input_ids"],
+            "logits": model(**batch, decoder_input_ids=decoder_input_ids).logits,
+            "greedy": model.generate(**batch, num_beams=1),
+            "beam": model.generate(**batch),
+        }
+    for name in local:
+        difference = (remote[name].double() - local[name].double()).abs().max()
+        assert torch.equal(remote[name], local[name]), (name, difference)
+    assert reported["num_beams"] == model.generation_config.num_beams == 2
+    translations = tokenizer.batch_decode(local["beam"], skip_special_tokens=True)
+    assert reported["translations"] == translations and any(translations)
+    assert reported["pipeline_task"] == "seq2seq-translation"
+    assert reported["pipeline"] == translations
+
+
+def test_translate_script_takes_a_hub_id(hub, trained, pushed, sentences, tmp_path):
+    folder, _, _ = trained
+    repo_id, _ = pushed
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("hf-rnn-seq2seq-translate")), repo_id, "--batch_size", "3"],
+        input="\n".join(sentences) + "\n", env=hub_env(hub, tmp_path, "cli"), cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = RNNSeq2SeqForConditionalGeneration.from_pretrained(folder)
+    expected = translate(model, AutoTokenizer.from_pretrained(folder), sentences)  # beam 2, from generation_config
+    assert result.stdout.splitlines() == expected and any(expected)
+
+
+def test_writes_need_the_token_and_reads_report_missing_files(hub, tmp_path):
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+        api, seen = HfApi(), {}
+        try:
+            api.create_repo("alice/denied", token="wrong")
+        except HfHubHTTPError as error:
+            seen["bad token"] = error.response.status_code
+        api.create_repo("alice/empty", token=sys.argv[1])
+        try:
+            hf_hub_download("alice/empty", "config.json")
+        except EntryNotFoundError:
+            seen["missing file"] = "EntryNotFound"
+        try:
+            hf_hub_download("alice/nothing-here", "config.json")
+        except RepositoryNotFoundError:
+            seen["missing repo"] = "RepositoryNotFound"
+        print(json.dumps(seen))
+        """
+    )
+    result = run([sys.executable, "-c", script, TOKEN], env=hub_env(hub, tmp_path, "errors"), cwd=tmp_path)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "bad token": 401, "missing file": "EntryNotFound", "missing repo": "RepositoryNotFound",
+    }  # fmt: skip
+    assert "alice/denied" not in hub.state.repos
