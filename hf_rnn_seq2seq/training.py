@@ -231,7 +231,38 @@ def parse_args(argv: list[str] | None = None):
     if not training_args.output_dir_given:
         corpus = _corpus_name(data_args)
         training_args.output_dir = os.path.join("runs", f"{corpus}-{data_args.source_lang}-{data_args.target_lang}")
+    if training_args.resume_from_checkpoint == "last":
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint last: no complete checkpoint in {training_args.output_dir}"
+            )
+        training_args.resume_from_checkpoint = checkpoint
     return model_args, data_args, training_args
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` in `output_dir` whose save finished, or None.
+
+    The Trainer writes trainer_state.json last, after the weights, optimizer, scheduler and RNG state, so a save
+    that a crash cut short leaves a folder without it, with a truncated one, or without weights. Such a folder is
+    never resumed from: it is renamed `incomplete-checkpoint-N` (kept, but out of the way of the Trainer, which
+    would otherwise count it among the `checkpoint-*` folders it keeps and delete a good one instead).
+    """
+    steps = {int(path.name.split("-")[1]): path for path in Path(output_dir).glob("checkpoint-*")
+             if path.name.split("-")[1].isdigit()}
+    for step in sorted(steps, reverse=True):
+        path = steps[step]
+        try:
+            state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = {}
+        if state.get("global_step") == step and (path / "model.safetensors").is_file():
+            return str(path)
+        path.rename(path.with_name(f"incomplete-{path.name}"))
+        logger.warning("%s was not completely saved (a run stopped while writing it): set aside as incomplete-%s",
+                       path, path.name)
+    return None
 
 
 def _corpus_name(data_args: DataTrainingArguments) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -185,6 +186,37 @@ def test_resume_from_checkpoint_continues_from_the_saved_step(multi30k_slice, tm
     assert final["global_step"] == 6
     assert sorted(continued) == [1, 2, 3, 4, 5, 6]
     assert {step: continued[step] for step in (1, 2, 3)} == saved  # carried over from the checkpoint, not re-run
+
+
+def test_resume_last_skips_a_checkpoint_whose_save_was_cut_short(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=200, validation=24, test=24)
+    out = tmp_path / "run"
+    common = [
+        "--data_dir", str(data_dir), *TINY, "--do_train", "--eval_strategy", "no", "--output_dir", str(out),
+        "--save_strategy", "steps", "--save_steps", "3", "--logging_steps", "1",
+    ]  # fmt: skip
+    train([*common, "--max_steps", "6"], cwd=tmp_path)
+    # A run killed while saving step 9: weights written, trainer_state.json (written last) cut off mid-file;
+    # and one killed even earlier at step 12, before the weights were complete.
+    shutil.copytree(out / "checkpoint-6", out / "checkpoint-9")
+    state = (out / "checkpoint-9" / "trainer_state.json").read_text()
+    (out / "checkpoint-9" / "trainer_state.json").write_text(state[: len(state) // 2])
+    (out / "checkpoint-12").mkdir()
+    saved = {e["step"]: e for e in read_json(out / "checkpoint-6" / "trainer_state.json")["log_history"] if "loss" in e}
+
+    result = train([*common, "--max_steps", "9", "--resume_from_checkpoint", "last"], cwd=tmp_path)
+    assert "checkpoint-12 was not completely saved" in result.stdout + result.stderr
+    assert "checkpoint-9 was not completely saved" in result.stdout + result.stderr
+    assert (out / "incomplete-checkpoint-12").is_dir() and (out / "incomplete-checkpoint-9").is_dir()  # kept aside
+    log = {e["step"]: e for e in read_json(out / "trainer_state.json")["log_history"] if "loss" in e}
+    assert read_json(out / "trainer_state.json")["global_step"] == 9
+    assert read_json(out / "checkpoint-9" / "trainer_state.json")["global_step"] == 9  # saved anew, completely
+    assert {step: log[step] for step in range(1, 7)} == saved  # continued from step 6, not from scratch
+
+
+def test_resume_last_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint in"):
+        training.parse_args(["--output_dir", str(tmp_path), "--resume_from_checkpoint", "last"])
 
 
 # --------------------------------------------------------------------------- arguments (in-process, no training)
