@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import textwrap
 from pathlib import Path
 
 # huggingface_hub reads these when it is imported, so they are set before any test module imports transformers.
@@ -13,6 +14,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The start of a script run in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never
+# installed it (the package is installed in the test environment, so it must be blocked, not just absent).
+WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockPackage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "hf_rnn_seq2seq":
+                raise ModuleNotFoundError(name)
+
+    sys.meta_path.insert(0, BlockPackage())
+    """
+)
 DATA_DIR = Path(os.environ.get("HF_RNN_SEQ2SEQ_DATA", REPO_ROOT.parent / "shared" / "data"))
 MULTI30K = DATA_DIR / "multi30k"
 

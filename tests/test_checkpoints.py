@@ -13,19 +13,12 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
+from conftest import WITHOUT_PACKAGE
 from test_modeling import VARIANTS, padded_batch, tiny_config, tiny_model
 
 # Runs in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never installed it.
-REMOTE_LOAD = textwrap.dedent(
+REMOTE_LOAD = WITHOUT_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "hf_rnn_seq2seq":
-                raise ModuleNotFoundError(name)
-
-    sys.meta_path.insert(0, BlockPackage())
     folder, inputs_path, outputs_path = sys.argv[1:]
     import torch
     from safetensors.torch import load_file, save_file

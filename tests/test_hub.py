@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
 from hf_rnn_seq2seq.translation import translate
+from conftest import WITHOUT_PACKAGE
 from hub_server import HubServer
 
 TRAIN_PY = Path(__file__).resolve().parents[1] / "train.py"
@@ -59,16 +60,9 @@ PUSH = textwrap.dedent(
 )
 
 # Runs where importing hf_rnn_seq2seq fails; only transformers, huggingface_hub and the server's files are used.
-LOAD = textwrap.dedent(
+LOAD = WITHOUT_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "hf_rnn_seq2seq":
-                raise ModuleNotFoundError(name)
-
-    sys.meta_path.insert(0, BlockPackage())
+    import json
     repo_id, revision, pipeline_repo_id, inputs_path, outputs_path = sys.argv[1:]
     import torch
     from safetensors.torch import load_file, save_file
