@@ -36,7 +36,8 @@ def _check_right_padded(mask: torch.Tensor, name: str) -> None:
 class RNNDecoderState:
     """The recurrent decoder state that `generate()` carries between steps as `past_key_values`.
 
-    hidden: (L, B, H) GRU states, or (L, B, 2H) LSTM states [h; c]; attentional: (B, 1, E) previous attentional vector (input feeding) or None;
+    hidden: (L, B, H) GRU states, or (L, B, 2H) LSTM states [h; c]; attentional: (B, 1, E) previous attentional
+    vector (input feeding) or None;
     keys: (B, S, A) encoder states projected once for the attention scorer, or None; seen_tokens: how many decoder
     tokens it has consumed, so that a continued `generate()` feeds only the tokens after them.
     """
