@@ -189,9 +189,19 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Only the chosen attention has parameters, so none are unused."}
     )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={
+            "help": "Upload the output folder (weights, code, tokenizer, model card) to --hub_model_id once, at the "
+            "end of training. Checkpoints stay local."
+        },
+    )
 
     def __post_init__(self):
         self.output_dir_given = self.output_dir is not None
+        # The upload is ours, at the end: the Trainer's own pushes (at every save and in save_model) would publish
+        # its generic model card and its pickled training state (training_args.bin, optimizer.pt).
+        self.push_at_end, self.push_to_hub = self.push_to_hub, False
         if not (self.do_train or self.do_eval or self.do_predict):
             # No --do_* flag: the default job does all three. (Checked before the base class sets
             # do_eval from eval_strategy.)
@@ -417,9 +427,12 @@ def make_compute_metrics(tokenizer, metric, references: list[str]):
 
 
 def write_model_card(
-    output_dir: Path, template: Path, model, model_args, data_args, results: dict, argv: list[str]
+    output_dir: Path, template: Path, model, model_args, data_args, results: dict, argv: list[str], repo_id: str
 ) -> None:
-    """README.md from the Jinja template, with metadata (languages, license, model-index) and scores."""
+    """README.md from the Jinja template, with metadata (languages, license, model-index) and scores.
+
+    `repo_id` is where the card's usage example loads the model from: the Hub repository, or the folder.
+    """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     src, tgt = data_args.source_lang, data_args.target_lang
@@ -464,6 +477,7 @@ def write_model_card(
         card_data,
         template_path=str(template),
         model_name=model_name,
+        repo_id=repo_id,
         source_lang=src,
         target_lang=tgt,
         dataset=dataset_label,
@@ -641,18 +655,35 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"  translation: {example['translation']}")
 
     if training_args.do_train and trainer.is_world_process_zero():
-        write_model_card(output_dir, template, trainer.model, model_args, data_args, results, argv)
+        repo_id = training_args.hub_model_id or output_dir.resolve().name
+        write_model_card(
+            output_dir, template, trainer.model, model_args, data_args, results, argv,
+            repo_id=repo_id if training_args.push_at_end else str(output_dir),
+        )  # fmt: skip
         logger.info("model, tokenizer and model card saved in %s", output_dir)
-        if training_args.push_to_hub:
-            from huggingface_hub import upload_folder
-
-            # Not trainer.push_to_hub(): that would replace our model card with the Trainer's generic one.
-            upload_folder(
-                repo_id=trainer.hub_model_id,
-                folder_path=output_dir,
-                commit_message="End of training",
-                token=training_args.hub_token,
-                revision=training_args.hub_revision,
-                ignore_patterns=["_*", "checkpoint-*"],
-            )
+        if training_args.push_at_end:
+            push_output_folder(output_dir, repo_id, training_args)
     return results
+
+
+# What an output folder holds beside the model repository: checkpoints (with pickled optimizer and RNG state), the
+# Trainer's pickled arguments, logs.
+NOT_PUBLISHED = ["checkpoint-*", "incomplete-checkpoint-*", "*.bin", "*.pt", "*.pth", "runs/*", "_*"]
+
+
+def push_output_folder(output_dir: Path, repo_id: str, training_args) -> str:
+    """Upload the model repository in `output_dir` (one commit) and return the commit URL."""
+    from huggingface_hub import create_repo, upload_folder
+
+    token = training_args.hub_token
+    repo_id = create_repo(repo_id, token=token, private=training_args.hub_private_repo, exist_ok=True).repo_id
+    commit = upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        commit_message="End of training",
+        token=token,
+        revision=training_args.hub_revision,
+        ignore_patterns=NOT_PUBLISHED,
+    )
+    logger.info("pushed %s to %s", output_dir, commit.commit_url)
+    return commit.commit_url

@@ -128,7 +128,7 @@ def trained(hub, multi30k_slice, tmp_path_factory):
     run(
         [
             sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
-            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no", "--num_train_epochs", "1",
+            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "epoch", "--num_train_epochs", "1",
             "--push_to_hub", "--hub_model_id", repo_id, "--hub_token", TOKEN,
         ],  # fmt: skip
         env=hub_env(hub, tmp_path, "train"),
@@ -153,7 +153,11 @@ def test_train_py_push_to_hub_uploads_a_complete_repository_with_the_model_card(
     assert scores[("bleu", "test")].metric_config == test["bleu_signature"]
     assert scores[("chrf", "test")].metric_value == round(test["chrf"], 2)
     assert card.data.language == ["de", "en"] and card.data.license == "apache-2.0"
-    assert hub.commits(repo_id)[-1].message == "End of training"
+    # One upload, at the end: no Trainer "Model save" commit with its generic card, no pickles, no checkpoints.
+    assert [commit.message for commit in hub.commits(repo_id)[1:]] == ["End of training"]
+    assert (out / "training_args.bin").is_file() and list(out.glob("checkpoint-*/optimizer.pt"))  # written locally
+    assert not [name for name in files if name.endswith((".bin", ".pt", ".pth")) or "checkpoint" in name]
+    assert f'AutoModelForSeq2SeqLM.from_pretrained("{repo_id}", trust_remote_code=True)' in card.text
 
 
 @pytest.fixture(scope="module")
