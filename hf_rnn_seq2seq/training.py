@@ -202,6 +202,10 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
         # The upload is ours, at the end: the Trainer's own pushes (at every save and in save_model) would publish
         # its generic model card and its pickled training state (training_args.bin, optimizer.pt).
         self.push_at_end, self.push_to_hub = self.push_to_hub, False
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+            # Launched as several processes on a machine without GPUs: without use_cpu the Trainer sees no
+            # distributed setup and every process trains its own copy of the model on all the data.
+            self.use_cpu = True
         if not (self.do_train or self.do_eval or self.do_predict):
             # No --do_* flag: the default job does all three. (Checked before the base class sets
             # do_eval from eval_strategy.)
@@ -226,6 +230,13 @@ class TranslationTrainer(Seq2SeqTrainer):
         if eval_dataset is None or self.args.world_size > 1:
             return None  # distributed: accelerate shards in order and gathers back in order
         return torch.utils.data.SequentialSampler(eval_dataset)
+
+    def evaluation_loop(self, *args, **kwargs):
+        # Seq2SeqTrainer.evaluate/predict gather with `accelerator.gather`, which keeps the samples accelerate repeats
+        # to give every process a full last batch: with several processes there would be more predictions than
+        # examples. `gather_for_metrics` drops those repeats.
+        self.gather_function = self.accelerator.gather_for_metrics
+        return super().evaluation_loop(*args, **kwargs)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -494,13 +505,6 @@ def write_model_card(
 # --------------------------------------------------------------------------- main
 
 
-def _world_size() -> int:
-    """Processes in the run, as torch.distributed sees it (1 when not distributed)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
-    return 1
-
-
 def _setup_logging(training_args) -> None:
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
@@ -601,7 +605,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.save_model()  # model, code files, generation config, tokenizer
         metrics = dict(train_result.metrics)
         metrics["train_samples"] = len(tokenized["train"])
-        metrics["world_size"] = _world_size()
+        metrics["world_size"] = trainer.accelerator.num_processes  # processes that shared each gradient step
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()

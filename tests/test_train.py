@@ -139,30 +139,6 @@ def test_tiny_model_memorises_64_real_pairs(multi30k_slice, tmp_path):
     assert test["bleu"] > 90, test
 
 
-def test_torchrun_two_processes(multi30k_slice, tmp_path):
-    data_dir = multi30k_slice(train=200, validation=24, test=24)
-    out = tmp_path / "ddp"
-    run(
-        [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TRAIN_PY),
-            "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
-            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no", "--num_train_epochs", "1",
-        ],  # fmt: skip
-        cwd=tmp_path,
-    )
-    # world_size is what torch.distributed reported inside the run.
-    assert read_json(out / "train_results.json")["world_size"] == 2
-    # Generation was sharded over both processes and gathered back in order, without duplicates.
-    assert len((out / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()) == 24
-
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    model = AutoModelForSeq2SeqLM.from_pretrained(out)
-    ids = model.generate(**tokenizer(["Ein Hund läuft."], return_tensors="pt"), max_length=10)
-    assert ids.shape[0] == 1 and ids[0, 0].item() == tokenizer.bos_token_id
-
-
 def test_resume_from_checkpoint_continues_from_the_saved_step(multi30k_slice, tmp_path):
     data_dir = multi30k_slice(train=200, validation=24, test=24)
     common = [
