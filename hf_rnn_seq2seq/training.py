@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shlex
 import sys
@@ -39,6 +40,7 @@ from transformers import (
     Seq2SeqTrainingArguments,
     set_seed,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from . import ATTENTION_TYPES, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 from .data import MULTI30K_SPLIT_STEMS, DataError, load_hub_dataset, load_parallel_dir, load_parallel_files
@@ -218,13 +220,41 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
         super().__post_init__()
 
 
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order, drawn from (seed, epoch) alone instead of the global torch RNG.
+
+    The stock sampler shuffles with the global generator, whose state when an epoch starts depends on all that
+    was drawn before (dropout included). A run resumed in epoch e > 0 starts that epoch right after `set_seed`,
+    so it saw another order than the run it continues (some pairs twice, some never) and did not reproduce it.
+    `epoch()` is read when the epoch's iteration starts (the Trainer's state: e.0 at the start of epoch e, e plus
+    a fraction when resuming inside it), so every epoch has the same order however the run got there.
+    """
+
+    def __init__(self, sampler: LengthGroupedSampler, seed: int, epoch):
+        super().__init__(sampler.batch_size, lengths=sampler.lengths, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + math.floor(self.epoch()))
+        return super().__iter__()
+
+
 class TranslationTrainer(Seq2SeqTrainer):
-    """`Seq2SeqTrainer` whose evaluation keeps the dataset order.
+    """`Seq2SeqTrainer` whose evaluation keeps the dataset order and whose length-grouped training order survives a
+    resume (`EpochSeededLengthGroupedSampler`).
 
     With `train_sampling_strategy="group_by_length"`, transformers also length-groups (and
     shuffles) evaluation batches, so predictions would not line up with the references and the
     hypotheses file with the test set. Training batches are still grouped by length.
     """
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            sampler = EpochSeededLengthGroupedSampler(sampler, seed, epoch=lambda: self.state.epoch or 0)
+        return sampler
 
     def _get_eval_sampler(self, eval_dataset):
         if eval_dataset is None or self.args.world_size > 1:
