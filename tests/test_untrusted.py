@@ -1,0 +1,112 @@
+"""Untrusted files: checkpoints and data never make this package run code other than its own.
+
+Weights are read from safetensors only (tests/test_checkpoints.py). What is left is checked here: the Trainer state a
+resume reads (pickles, loaded by transformers with torch's restricted `weights_only` unpickler), the code files
+that travel with a checkpoint (never imported by the installed package), and the package source itself.
+"""
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_rnn_seq2seq import cli
+from test_cli import call_script, model_folder  # noqa: F401 (fixture)
+from test_train import TINY, TRAIN_PY
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hf_rnn_seq2seq"
+
+
+class RunsCommandWhenUnpickled:
+    """A pickle that creates `marker` when it is loaded by an unrestricted unpickler."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(multi30k_slice, tmp_path_factory):
+    data_dir = multi30k_slice(train=200, validation=24, test=24)
+    out = tmp_path_factory.mktemp("run")
+    subprocess.run(
+        [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--do_train",
+         "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "2", "--max_steps", "2"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return data_dir, out / "checkpoint-2"
+
+
+@pytest.mark.parametrize("state_file", ["optimizer.pt", "scheduler.pt", "rng_state.pth"])
+def test_resume_refuses_training_state_that_would_run_code(state_file, checkpoint, tmp_path):
+    data_dir, saved = checkpoint
+    out = tmp_path / "run"
+    shutil.copytree(saved, out / "checkpoint-2")
+    marker = tmp_path / "code_ran"
+    torch.save(RunsCommandWhenUnpickled(marker), out / "checkpoint-2" / state_file)
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--do_train",
+         "--eval_strategy", "no", "--save_strategy", "no", "--max_steps", "4", "--resume_from_checkpoint", "last"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Weights only load failed" in result.stderr and "system" in result.stderr, result.stderr[-3000:]
+    assert not marker.exists()
+
+
+def test_translating_a_folder_never_imports_its_code_files(model_folder, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """The installed package builds the model; the .py files saved beside the weights are for remote-code users."""
+    folder, _, _ = model_folder
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    marker = tmp_path / "code_ran"
+    for name in ("modeling_rnn_seq2seq.py", "configuration_rnn_seq2seq.py"):
+        (copy / name).write_text(f"open({str(marker)!r}, 'w').close()\n")
+    status, out, err = call_script(cli.translate_main, copy, "--max_new_tokens", "3", stdin="Ein Hund.\n",
+                                   monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert status == 0, err
+    assert len(out.splitlines()) == 1
+    assert not marker.exists()
+
+
+# Calls that run code or unpickle: forbidden anywhere in the package.
+FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "torch.load", "pickle.load", "pickle.loads",
+                   "marshal.loads", "yaml.load", "yaml.unsafe_load", "yaml.full_load", "numpy.load", "np.load",
+                   "importlib.import_module", "runpy.run_path", "dill.load"}  # fmt: skip
+FORBIDDEN_MODULES = {"pickle", "marshal", "shelve", "dill", "cloudpickle", "joblib", "runpy", "importlib", "yaml"}
+
+
+def dotted_name(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{dotted_name(node.value)}.{node.attr}"
+    return ""
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_package_neither_unpickles_nor_evaluates_code(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    calls = {dotted_name(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    assert not calls & FORBIDDEN_CALLS, path
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & FORBIDDEN_MODULES, path
+    trusting = [node for node in ast.walk(tree) if isinstance(node, ast.keyword) and node.arg == "trust_remote_code"]
+    assert not trusting, f"{path}: the installed package never needs remote code"
+
+
+def test_the_hostile_state_file_does_run_code_under_a_plain_unpickler(tmp_path):
+    """The file used above is a real exploit: only the restricted loader keeps it from running."""
+    marker = tmp_path / "code_ran"
+    torch.save(RunsCommandWhenUnpickled(marker), tmp_path / "optimizer.pt")
+    torch.load(tmp_path / "optimizer.pt", weights_only=False)  # what a careless loader would do
+    assert marker.exists()
