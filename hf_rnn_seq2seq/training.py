@@ -249,6 +249,12 @@ class TranslationTrainer(Seq2SeqTrainer):
     hypotheses file with the test set. Training batches are still grouped by length.
     """
 
+    target_tokens_seen = 0  # non-padding target tokens trained on by this process in this run
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        self.target_tokens_seen += int((inputs["labels"] != -100).sum())
+        return super().training_step(model, inputs, *args, **kwargs)
+
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
         if type(sampler) is LengthGroupedSampler:
@@ -636,6 +642,10 @@ def main(argv: list[str] | None = None) -> dict:
         metrics = dict(train_result.metrics)
         metrics["train_samples"] = len(tokenized["train"])
         metrics["world_size"] = trainer.accelerator.num_processes  # processes that shared each gradient step
+        # Throughput as NMT toolkits report it: non-padding target tokens per second, all processes together.
+        target_tokens = trainer.accelerator.reduce(torch.tensor(trainer.target_tokens_seen), reduction="sum").item()
+        metrics["train_target_tokens"] = target_tokens
+        metrics["train_target_tokens_per_second"] = round(target_tokens / metrics["train_runtime"], 1)
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()

@@ -96,7 +96,17 @@ def test_end_to_end_writes_a_hub_model_folder_that_loads_elsewhere(multi30k_slic
     assert {"bleu", "chrf", "chrf_signature", "length_ratio", "translation_seconds"} <= set(test)
     hypotheses = (out / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()
     assert len(hypotheses) == 40
-    assert read_json(out / "train_results.json")["world_size"] == 1
+    train_results = read_json(out / "train_results.json")
+    assert train_results["world_size"] == 1
+    # Throughput counts every non-padding target token once per epoch (EOS included, as the loss does).
+    from transformers import AutoTokenizer
+
+    from hf_rnn_seq2seq.data import normalize
+
+    targets = [normalize(line) for line in (data_dir / "train.en").read_text(encoding="utf-8").splitlines()]
+    labels = AutoTokenizer.from_pretrained(out)(text_target=targets, max_length=48, truncation=True)["input_ids"]
+    assert train_results["train_target_tokens"] == 2 * sum(map(len, labels))
+    assert train_results["train_target_tokens_per_second"] > 0
     state = read_json(out / "trainer_state.json")
     assert [entry["epoch"] for entry in state["log_history"] if "eval_bleu" in entry] == [1.0, 2.0]
 
