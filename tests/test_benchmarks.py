@@ -64,3 +64,22 @@ def test_translate_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
     )
     table = out.read_text()
     assert "| greedy |" in table and "| beam 5 |" in table and "overhead x" in table
+
+
+def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
+    """Installs JoeyNMT in its own venv (.cache/joeynmt-venv, kept between runs) the first time."""
+    out = tmp_path / "side_by_side.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "joeynmt_side_by_side.py"), "--data_dir", str(multi30k_dir),
+         "--work_dir", str(tmp_path / "work"), "--vocab_size", "500", "--embedding_dim", "16", "--hidden_size", "32",
+         "--batch_size", "16", "--updates", "4", "--logging_freq", "2", "--train_pairs", "400", "--dev_sentences", "8",
+         "--test_sentences", "16", "--max_output_length", "8", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith(("| Joey", "| ours"))]
+    assert [row[0].strip() for row in rows] == [
+        "JoeyNMT 2.3, Bahdanau + input feeding", "ours, Bahdanau + input feeding", "ours, Luong general (fast path)"
+    ]
+    for row in rows:
+        tokens_per_second, sentences_per_second, output_tokens = float(row[2]), float(row[6]), float(row[8])
+        assert tokens_per_second > 0 and sentences_per_second > 0 and 0 < output_tokens <= 8

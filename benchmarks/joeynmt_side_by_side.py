@@ -1,0 +1,320 @@
+"""JoeyNMT 2.3 and this package side by side, in one run on one machine: training throughput and beam-5
+translation speed with the same data, segmentation, model sizes and batches.
+
+Both read Multi30k de→en segmented by one joint BPE tokenizer (ours): JoeyNMT gets the BPE pieces as
+space-separated words (`level: word`) with the same vocabulary, so both train on identical token sequences and count
+the same target tokens (non-padding, EOS included). Model: embeddings 256, bidirectional GRU encoder 512 per
+direction, GRU decoder 512, Bahdanau attention with input feeding, learned bridge, dropout 0.1, Adam, batches of
+128 sentences. JoeyNMT's output layer maps the 512-wide attentional vector to the vocabulary; ours maps an
+`embedding_dim`-wide one through the tied embedding table (fewer parameters: both counts are in the table).
+
+Training: JoeyNMT runs `--updates` steps and logs non-padding target tokens/s every `--logging_freq` steps (the
+first window, with its warm-up, is left out); ours runs `train.py` for the same steps (Trainer loop: data loading,
+clipping, scheduler and logging included, warm-up included) and reports the same count per second. Once for our
+step-by-step path (Bahdanau + input feeding, the same model as JoeyNMT's) and once for our fast path (Luong
+`general`, no input feeding: one fused GRU call per layer over the whole target).
+
+Translation: each trained model translates the first `--test_sentences` test sentences with beam 5, batch 64 and
+at most `--max_output_length` tokens (JoeyNMT: `joeynmt test`, its own "Generation took" time; ours: `translate()`,
+the path of the translate command, timed around the call). Models this briefly trained rarely stop early, so the
+mean output length is reported beside the speed: compare speeds where those lengths match.
+
+JoeyNMT is installed in its own virtual environment (`--joeynmt_venv`, made if missing: torch==2.13.0,
+joeynmt==2.3.0, sentencepiece==0.2.0, importlib_metadata). Run alone: a concurrent torch job slows both.
+
+    python benchmarks/joeynmt_side_by_side.py --out benchmarks/results/joeynmt_side_by_side.md
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+JOEYNMT_REQUIREMENTS = ["torch==2.13.0", "joeynmt==2.3.0", "sentencepiece==0.2.0", "importlib_metadata"]
+SPECIALS = ["<unk>", "<pad>", "<s>", "</s>"]  # JoeyNMT's special tokens (ids 0-3)
+
+
+def ensure_joeynmt(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *JOEYNMT_REQUIREMENTS], check=True)
+    return python
+
+
+def write_segmented_corpus(args, work: Path) -> dict:
+    """Our tokenizer, and the corpus as its pieces joined by spaces (JoeyNMT's input), plus the vocabulary file."""
+    from hf_rnn_seq2seq.data import load_parallel_dir
+    from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
+
+    splits = load_parallel_dir(args.data_dir, "de", "en", splits=["train", "validation", "test"])
+    pairs = {name: [(row["de"], row["en"]) for row in split["translation"]] for name, split in splits.items()}
+    pairs["train"] = pairs["train"][: args.train_pairs]
+    pairs["validation"] = pairs["validation"][: args.dev_sentences]
+    pairs["test"] = pairs["test"][: args.test_sentences]
+    tokenizer = train_bpe_tokenizer([s for pair in pairs["train"] for s in pair], vocab_size=args.vocab_size)
+    tokenizer.save_pretrained(work / "tokenizer")
+    corpus = work / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for split, stem in (("train", "train"), ("validation", "dev"), ("test", "test")):
+        for side, lang in enumerate(("de", "en")):
+            lines = [" ".join(tokenizer.tokenize(pair[side])) for pair in pairs[split]]
+            (corpus / f"{stem}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    pieces = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
+    (corpus / "vocab.txt").write_text("\n".join(p for p in pieces if p not in tokenizer.all_special_tokens) + "\n")
+    labels = tokenizer(text_target=[en for _, en in pairs["train"]])["input_ids"]
+    return {"tokenizer": tokenizer, "pairs": pairs, "epoch_target_tokens": sum(map(len, labels))}
+
+
+def joeynmt_config(args, work: Path) -> str:
+    corpus = work / "corpus"
+    side = f"""
+        level: word
+        lowercase: False
+        voc_file: {corpus / "vocab.txt"}
+        voc_limit: {args.vocab_size + 10}
+        voc_min_freq: 1
+        max_length: 128"""
+    return f"""
+name: side_by_side
+joeynmt_version: "2.3.0"
+use_cuda: False
+data:
+    train: {corpus / "train"}
+    dev: {corpus / "dev"}
+    test: {corpus / "test"}
+    dataset_type: plain
+    src:
+        lang: de{side}
+    trg:
+        lang: en{side}
+testing:
+    n_best: 1
+    beam_size: 5
+    beam_alpha: 1.0
+    batch_size: 64
+    batch_type: sentence
+    max_output_length: {args.max_output_length}
+    eval_metrics: [bleu]
+training:
+    random_seed: 42
+    optimizer: adam
+    learning_rate: 0.001
+    scheduling: exponential  # constant with decrease_factor 1 (its plateau scheduler fails under torch 2.13)
+    decrease_factor: 1.0
+    clip_grad_norm: 1.0
+    batch_size: {args.batch_size}
+    batch_type: sentence
+    eval_batch_size: 64
+    eval_batch_type: sentence
+    updates: {args.updates}
+    epochs: 1000
+    logging_freq: {args.logging_freq}
+    validation_freq: {args.updates}
+    eval_metric: [bleu]
+    early_stopping_metric: bleu
+    model_dir: {work / "joeynmt_model"}
+    overwrite: True
+    shuffle: True
+    use_cuda: False
+    print_valid_sents: []
+    keep_best_ckpts: 1
+model:
+    initializer: xavier_uniform
+    embed_initializer: normal
+    embed_init_weight: 0.1
+    bias_initializer: zeros
+    init_rnn_orthogonal: False
+    tied_embeddings: True
+    encoder:
+        type: recurrent
+        rnn_type: gru
+        embeddings:
+            embedding_dim: {args.embedding_dim}
+        hidden_size: {args.hidden_size}
+        bidirectional: True
+        num_layers: 1
+        dropout: 0.1
+    decoder:
+        type: recurrent
+        rnn_type: gru
+        embeddings:
+            embedding_dim: {args.embedding_dim}
+        hidden_size: {args.hidden_size}
+        attention: bahdanau
+        input_feeding: True
+        init_hidden: bridge
+        num_layers: 1
+        dropout: 0.1
+"""
+
+
+def timed(command: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `command` under /usr/bin/time (peak RSS in MiB), failing loudly with its output."""
+    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", *command], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[:4]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    peak_kb = int(re.findall(r"MAXRSS_KB (\d+)", result.stderr)[-1])
+    return result, peak_kb / 1024
+
+
+def run_joeynmt(args, work: Path, python: Path) -> dict:
+    config = work / "joeynmt.yaml"
+    config.write_text(joeynmt_config(args, work))
+    train, train_mib = timed([str(python), "-m", "joeynmt", "train", str(config), "--skip-test"], work)
+    log = (work / "joeynmt_model" / "train.log").read_text()
+    windows = [float(x) for x in re.findall(r"Tokens per Sec:\s+(\d+)", log)]
+    if len(windows) < 2:
+        raise RuntimeError(f"JoeyNMT logged {len(windows)} throughput windows; raise --updates / lower --logging_freq")
+    parameters = int(re.search(r"Total params: (\d+)", log).group(1))
+    test, test_mib = timed(
+        [str(python), "-m", "joeynmt", "test", str(config), "-o", str(work / "joeynmt_hyps")], work
+    )
+    durations = re.findall(r"Generation took ([\d.]+)\[sec\]", test.stderr + test.stdout)
+    hypotheses = (work / "joeynmt_hyps.test").read_text(encoding="utf-8").splitlines()
+    return {
+        "parameters": parameters,
+        "tokens_per_second": sum(windows[1:]) / len(windows[1:]),
+        "train_peak_mib": train_mib,
+        "translate_seconds": float(durations[-1]),  # the last decoded set is the test set
+        "translate_peak_mib": test_mib,
+        "output_tokens": sum(len(h.split()) for h in hypotheses) / len(hypotheses),
+        "sentences": len(hypotheses),
+    }
+
+
+TRANSLATE = """
+import json, resource, sys, time
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+import hf_rnn_seq2seq
+from hf_rnn_seq2seq.translation import translate
+
+folder, max_new_tokens, sentences = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+tokenizer = AutoTokenizer.from_pretrained(folder)
+model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+generate, output_tokens = model.generate, []
+
+def counting_generate(**kwargs):  # tokens before EOS (JoeyNMT's count), read off the generated ids
+    ids = generate(**kwargs)
+    ended = (ids[:, 1:] == model.config.eos_token_id).cumsum(-1) > 0
+    output_tokens.extend((~ended).sum(-1).tolist())
+    return ids
+
+translate(model, tokenizer, sentences[:64], batch_size=64, num_beams=5, max_new_tokens=max_new_tokens)  # warm-up
+model.generate, output_tokens = counting_generate, []
+start = time.perf_counter()
+translate(model, tokenizer, sentences, batch_size=64, num_beams=5, max_new_tokens=max_new_tokens)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "output_tokens": sum(output_tokens) / len(output_tokens),
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) -> dict:
+    out = work / f"ours_{name}"
+    command = [
+        sys.executable, str(REPO / "train.py"), "--data_dir", args.data_dir, "--output_dir", str(out),
+        "--tokenizer_name", str(work / "tokenizer"), "--max_train_samples", str(args.train_pairs),
+        "--embedding_dim", str(args.embedding_dim), "--hidden_size", str(args.hidden_size),
+        "--encoder_hidden_size", str(args.hidden_size), "--dropout", "0.1", "--label_smoothing_factor", "0",
+        "--learning_rate", "1e-3", "--warmup_steps", "0", "--lr_scheduler_type", "constant",
+        "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(args.updates),
+        "--logging_steps", str(args.logging_freq), "--do_train", "--eval_strategy", "no", "--save_strategy", "no",
+        "--disable_tqdm", "true", "--seed", "42", *model_flags,
+    ]  # fmt: skip
+    _, train_mib = timed(command, work)
+    results = json.loads((out / "train_results.json").read_text())
+    sentences = [de for de, _ in corpus["pairs"]["test"]]
+    translated, _ = timed(
+        [sys.executable, "-c", TRANSLATE, str(out), str(args.max_output_length), json.dumps(sentences)], work
+    )
+    translation = json.loads(translated.stdout.strip().splitlines()[-1])
+    config = json.loads((out / "config.json").read_text())
+    from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+
+    with torch.device("meta"):
+        parameters = RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqConfig(**config)).num_parameters()
+    return {
+        "parameters": parameters,
+        "tokens_per_second": results["train_target_tokens_per_second"],
+        "train_peak_mib": train_mib,
+        "translate_seconds": translation["seconds"],
+        "translate_peak_mib": translation["peak_mib"],
+        "output_tokens": translation["output_tokens"],
+        "sentences": len(sentences),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    parser.add_argument("--work_dir", default=str(REPO / ".cache" / "joeynmt_side_by_side"))
+    parser.add_argument("--joeynmt_venv", default=str(REPO / ".cache" / "joeynmt-venv"))
+    parser.add_argument("--vocab_size", type=int, default=8000)
+    parser.add_argument("--embedding_dim", type=int, default=256)
+    parser.add_argument("--hidden_size", type=int, default=512)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--updates", type=int, default=30, help="training steps of each toolkit")
+    parser.add_argument("--logging_freq", type=int, default=5)
+    parser.add_argument("--train_pairs", type=int, default=29000)
+    parser.add_argument("--dev_sentences", type=int, default=32)
+    parser.add_argument("--test_sentences", type=int, default=1000)
+    parser.add_argument("--max_output_length", type=int, default=30)
+    parser.add_argument("--out", help="write the results table (Markdown) here")
+    args = parser.parse_args(argv)
+
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    python = ensure_joeynmt(Path(args.joeynmt_venv))
+    corpus = write_segmented_corpus(args, work)
+    rows = {"JoeyNMT 2.3, Bahdanau + input feeding": run_joeynmt(args, work, python)}
+    print(rows, file=sys.stderr)
+    rows["ours, Bahdanau + input feeding"] = run_ours(
+        args, work, "bahdanau", ["--attention_type", "bahdanau", "--input_feeding", "true"], corpus
+    )
+    rows["ours, Luong general (fast path)"] = run_ours(
+        args, work, "luong", ["--attention_type", "luong_general", "--input_feeding", "false"], corpus
+    )
+    print(rows, file=sys.stderr)
+
+    joey = rows["JoeyNMT 2.3, Bahdanau + input feeding"]
+    lines = [
+        f"Command: `python benchmarks/joeynmt_side_by_side.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
+        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads); "
+        f"date {time.strftime('%Y-%m-%d %H:%M')}  ",
+        f"Data: Multi30k de→en, first {len(corpus['pairs']['train'])} training pairs, one joint BPE {args.vocab_size} "
+        f"segmentation for both ({corpus['epoch_target_tokens']:,} target tokens an epoch); batches of "
+        f"{args.batch_size} sentences; {args.updates} updates each; translation of {joey['sentences']} test "
+        f"sentences, beam 5, batch 64, at most {args.max_output_length} tokens",
+        "",
+        "| system | parameters | train target tok/s | × JoeyNMT | s/epoch | train peak MiB | beam-5 sent/s | "
+        "× JoeyNMT | mean output tokens | translate peak MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in rows.items():
+        sentences_per_second = row["sentences"] / row["translate_seconds"]
+        lines.append(
+            f"| {name} | {row['parameters']:,} | {row['tokens_per_second']:.0f} | "
+            f"{row['tokens_per_second'] / joey['tokens_per_second']:.2f} | "
+            f"{corpus['epoch_target_tokens'] / row['tokens_per_second']:.0f} | {row['train_peak_mib']:.0f} | "
+            f"{sentences_per_second:.1f} | {sentences_per_second / (joey['sentences'] / joey['translate_seconds']):.2f} | "
+            f"{row['output_tokens']:.1f} | {row['translate_peak_mib']:.0f} |"
+        )
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table)
+
+
+if __name__ == "__main__":
+    main()
