@@ -83,3 +83,34 @@ def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
     for row in rows:
         tokens_per_second, sentences_per_second, output_tokens = float(row[2]), float(row[6]), float(row[8])
         assert tokens_per_second > 0 and sentences_per_second > 0 and 0 < output_tokens <= 8
+
+
+def test_attention_story_scores_each_length_bucket(multi30k_slice, tmp_path):
+    from PIL import Image
+
+    from hf_rnn_seq2seq import RNNSeq2SeqConfig
+
+    data_dir = multi30k_slice(train=8, validation=8, test=300)
+    sources = (data_dir / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()
+    references = (data_dir / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()
+    runs = {"perfect": references, "short only": [r if len(s.split()) <= 10 else "x" for s, r in zip(sources, references)]}
+    for name, hypotheses in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "generated_predictions.txt").write_text("".join(h + "\n" for h in hypotheses))
+        RNNSeq2SeqConfig(vocab_size=100, embedding_dim=8, hidden_size=8).save_pretrained(tmp_path / name)
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "attention_story.py"), *(f"{n}={tmp_path / n}" for n in runs),
+         "--data_dir", str(data_dir), "--out", str(tmp_path / "story")],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    table = (tmp_path / "story.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    counts = [int(cell.split("(")[1].rstrip(") ")) for cell in header.split("|")[5:-1]]
+    assert sum(counts[:-1]) == counts[-1] == 300  # every sentence in exactly one bucket
+    rows = {line.split("|")[1].split("(")[0].strip(): line.split("|")[5:-1] for line in table.splitlines()
+            if line.startswith(("| perfect", "| short only"))}  # fmt: skip
+    assert [float(cell) for cell in rows["perfect"]] == [100.0] * 5
+    short_only = [float(cell) for cell in rows["short only"]]
+    assert short_only[0] == 100.0 and max(short_only[1:4]) < 1.0
+    with Image.open(tmp_path / "story.png") as image:
+        assert image.width > 300 and image.height > 200
