@@ -23,7 +23,9 @@ def test_train_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
         assert tokens_per_second > 0
 
 
-def test_quality_table_collects_finished_runs(tmp_path):
+def test_quality_table_collects_finished_runs(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=8, validation=8, test=40)
+    references = (data_dir / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()
     run = tmp_path / "run"
     run.mkdir()
     (run / "test_results.json").write_text(json.dumps({
@@ -31,14 +33,17 @@ def test_quality_table_collects_finished_runs(tmp_path):
         "bleu_signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
     }))
     (run / "all_results.json").write_text(json.dumps({"eval_bleu": 40.0, "train_runtime": 600.0}))
+    # Right but for case: the lower-cased score, computed by the script from the translations, is 100.
+    (run / "generated_predictions.txt").write_text("".join(r.lower() + "\n" for r in references))
     out = tmp_path / "quality.md"
     subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "quality_table.py"), f"{run}=python train.py recipe.yaml", "--out", str(out)],
+        [sys.executable, str(REPO / "benchmarks" / "quality_table.py"), f"{run}=python train.py recipe.yaml",
+         "--data_dir", str(data_dir), "--out", str(out)],
         check=True, capture_output=True, text=True,
-    )
+    )  # fmt: skip
     table = out.read_text()
-    assert "| de→en | `python train.py recipe.yaml` | 40.00 | **41.50** | 61.00 | 0.990 | 5 | 10.0 |" in table
-    assert "tok:13a" in table
+    assert "| de→en | `python train.py recipe.yaml` | 40.00 | **41.50** | 100.00 | 61.00 | 0.990 | 5 | 10.0 |" in table
+    assert "tok:13a" in table and "case:lc" in table
 
 
 def test_translate_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
