@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,9 +38,10 @@ MULTI30K_SPLIT_STEMS = {"train": "train", "validation": "val", "test": "test_201
 # Split names some Hub datasets use for what we call "validation".
 _SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}
 
-# No-break spaces (French typography puts U+00A0 / U+202F before "!?:;") become plain spaces,
-# otherwise "Va !" and "Va\u202f!" would be different strings for the tokenizer and for BLEU.
-_SPACE_TABLE = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2007": " "})
+# Every whitespace character becomes a plain space: no-break spaces (French typography puts U+00A0 / U+202F before
+# "!?:;") would otherwise make "Va !" and "Va\u202f!" different strings for the tokenizer and for BLEU, and a tab or
+# thin space, unknown to the tokenizer, would glue its neighbours together when decoded.
+_WHITESPACE = re.compile(r"\s")
 
 _JSON_SUFFIXES = (".json", ".jsonl")
 
@@ -49,8 +51,8 @@ class DataError(ValueError):
 
 
 def normalize(text: str) -> str:
-    """Unicode NFC, no-break spaces to spaces, surrounding whitespace stripped."""
-    return unicodedata.normalize("NFC", text.translate(_SPACE_TABLE)).strip()
+    """Unicode NFC, every whitespace character (tabs, no-break and thin spaces, ...) to a space, ends stripped."""
+    return unicodedata.normalize("NFC", _WHITESPACE.sub(" ", text)).strip()
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -58,7 +58,14 @@ def train_bpe_tokenizer(
         single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, SPECIAL_TOKENS.index(EOS))]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK, padding_side="right"
+        tokenizer_object=tokenizer,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        padding_side="right",
+        # Text is text: "<s>" or "</s>" typed in a sentence is spelled out, not read as a BOS/EOS control token.
+        split_special_tokens=True,
     )
 
 

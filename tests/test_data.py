@@ -36,12 +36,14 @@ def small_dir(tmp_path, de="Ein Hund.\nZwei Katzen.\n", en="A dog.\nTwo cats.\n"
 # --------------------------------------------------------------------------- normalisation
 
 
-def test_normalize_nfc_no_break_spaces_and_strip():
+def test_normalize_nfc_whitespace_and_strip():
     decomposed = "Cafe\u0301"  # e + combining acute accent
     assert normalize(decomposed) == "Caf\u00e9"
     assert normalize("  Va\u00a0!\t") == "Va !"
     assert normalize("Quoi\u202f?") == "Quoi ?"
     assert normalize(" \u00a0 ") == ""
+    # Tabs, thin, ideographic and line-separator spaces would be unknown to the tokenizer and glue words together.
+    assert normalize("ein\tHund\u2009und\u3000eine\u2028Katze") == "ein Hund und eine Katze"
 
 
 def test_normalisation_applies_to_loaded_text(tmp_path):
