@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import emit
 from sacrebleu.metrics import BLEU
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
@@ -116,12 +117,9 @@ def main(argv=None):
             f"| {label} (`{run_dir.name}`) | {config['attention_type']} | {config['hidden_size']} | {parameters:,} | "
             + " | ".join(f"{scores[b][0]:.2f}" for b in buckets) + " |"
         )
-    table = "\n".join(lines) + "\n"
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(table)
+    emit(lines, out.with_suffix(".md"))
     plot(results, out.with_suffix(".png"))
-    print(table)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,13 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from report import emit
 
 REPO = Path(__file__).resolve().parents[1]
 JOEYNMT_REQUIREMENTS = ["torch==2.13.0", "joeynmt==2.3.0", "sentencepiece==0.2.0", "importlib_metadata"]
@@ -309,11 +309,7 @@ def main(argv=None):
             f"{sentences_per_second:.1f} | {sentences_per_second / (joey['sentences'] / joey['translate_seconds']):.2f} | "
             f"{row['output_tokens']:.1f} | {row['translate_peak_mib']:.0f} |"
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+from report import emit
 from sacrebleu.metrics import BLEU
 
 from hf_rnn_seq2seq.data import load_parallel_dir
@@ -65,10 +66,7 @@ def main(argv=None):
         signatures.add(json.loads((Path(run_dir) / "test_results.json").read_text())["bleu_signature"])
     lines += ["", "sacreBLEU signature: " + ", ".join(f"`{s}`" for s in sorted(signatures))
               + f"; lower-cased: `{LOWERCASED.get_signature()}`"]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

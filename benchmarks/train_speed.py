@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import emit
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -191,11 +192,7 @@ def main(argv=None):
             f"{row['seconds_per_batch']:.2f} | {row['seconds_per_epoch']:.0f} | {row['gflops_per_second']:.0f} | "
             f"{100 * row['gflops_per_second'] / peak:.0f}% | {row['peak_rss_mib']:.0f} |"
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import emit
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
@@ -89,7 +90,7 @@ def main(argv=None):
             raise AssertionError("generate() and the hand-written loop disagree")
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    table = "\n".join([
+    emit([
         f"Command: `python benchmarks/translate_speed.py {args.model} --batch_size {args.batch_size}`  ",
         f"Machine: {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
         f"date {time.strftime('%Y-%m-%d')}; model {model.num_parameters() / 1e6:.1f}M parameters "
@@ -102,10 +103,7 @@ def main(argv=None):
         "",
         f"`generate()` greedy against a hand-written greedy loop (same tokens): {generate_seconds:.2f} s vs "
         f"{loop_seconds:.2f} s, overhead x{generate_seconds / loop_seconds:.2f}. Peak RSS {peak_mib:.0f} MiB.",
-    ]) + "\n"
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table)
+    ], args.out)
 
 
 if __name__ == "__main__":

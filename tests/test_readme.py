@@ -10,7 +10,6 @@ import ast
 import gzip
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
