@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -119,3 +121,53 @@ def test_attention_story_scores_each_length_bucket(multi30k_slice, tmp_path):
     assert short_only[0] == 100.0 and max(short_only[1:4]) < 1.0
     with Image.open(tmp_path / "story.png") as image:
         assert image.width > 300 and image.height > 200
+
+
+def test_decoding_sweep_selects_on_validation_and_averages_checkpoints(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=200, validation=16, test=16)
+    run = tmp_path / "run"
+    subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--data_dir", str(data_dir), "--output_dir", str(run),
+         "--vocab_size", "400", "--embedding_dim", "16", "--hidden_size", "24", "--encoder_hidden_size", "16",
+         "--num_train_epochs", "2", "--do_train", "--eval_strategy", "no", "--save_strategy", "epoch",
+         "--max_target_length", "24", "--val_max_target_length", "24", "--disable_tqdm", "true"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    out = tmp_path / "sweep.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "decoding_sweep.py"), str(run), "--data_dir", str(data_dir),
+         "--beams", "1", "2", "--length_penalties", "0.6", "1.4", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith(("| final", "| average"))]
+    checkpoints = sorted(run.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    averaged = f"average of {', '.join(c.name for c in checkpoints)}"
+    # Greedy once (no length penalty), beam 2 with each penalty; for the final and the averaged weights.
+    assert [(r[0].strip(), r[1].strip(), r[2].strip()) for r in rows] == [
+        (weights, beams, penalty)
+        for weights in ("final weights", averaged)
+        for beams, penalty in (("1", "1.0"), ("2", "0.6"), ("2", "1.4"))
+    ]
+    best = max(rows, key=lambda r: float(r[3]))
+    assert f"Best on validation: {best[0].strip()}, beam {best[1].strip()}, length penalty {best[2].strip()}" in (
+        out.read_text()
+    )
+
+    # The averaged model holds the mean of the checkpoints' tensors, the tied head included.
+    import importlib.util
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("decoding_sweep", REPO / "benchmarks" / "decoding_sweep.py")
+        sweep = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sweep)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from safetensors.torch import load_file
+
+    model = sweep.averaged_model(run, checkpoints)
+    states = [load_file(c / "model.safetensors") for c in checkpoints]
+    for name, tensor in model.state_dict().items():
+        stored = name if name in states[0] else "model.encoder.embed_tokens.weight"  # the tied head
+        assert torch.allclose(tensor, sum(s[stored] for s in states) / len(states)), name
+    assert not torch.equal(states[0]["model.decoder.bridge.weight"], states[1]["model.decoder.bridge.weight"])
