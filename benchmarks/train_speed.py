@@ -3,7 +3,8 @@ memory and achieved FLOP/s against the machine's measured float32 matmul peak.
 
 Each configuration runs in its own process (so that peak memory is its own) on the same batches: Multi30k
 German→English, joint BPE, `--batch_size` sentences per batch, grouped by length as the trainer does
-(`train_sampling_strategy="group_by_length"`). One optimizer step per batch (AdamW), dropout on.
+(`train_sampling_strategy="group_by_length"`, by the longer side of each pair), taken evenly spaced over the epoch
+(the sampler orders each group of 50 batches longest first). One optimizer step per batch (AdamW), dropout on.
 
 FLOPs per target token (forward; training = 3x forward), counting a multiply-add as 2 FLOPs, with
 E embedding_dim, H hidden_size, He encoder_hidden_size, d directions, K = d*He, A attention width, V vocabulary,
@@ -77,6 +78,7 @@ def prepare_batches(data_dir: str, vocab_size: int, batch_size: int, count: int,
     """Tokenised, length-grouped batches of the training split (saved so every worker uses the same ones)."""
     from hf_rnn_seq2seq.data import load_parallel_dir
     from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
+    from hf_rnn_seq2seq.training import EpochSeededLengthGroupedSampler, padded_lengths
 
     train = load_parallel_dir(data_dir, "de", "en", splits=["train"])["train"]
     pairs = [(row["de"], row["en"]) for row in train["translation"]]
@@ -84,12 +86,11 @@ def prepare_batches(data_dir: str, vocab_size: int, batch_size: int, count: int,
     sources = tokenizer([de for de, _ in pairs])["input_ids"]
     targets = tokenizer(text_target=[en for _, en in pairs])["input_ids"]
     epoch_target_tokens = sum(map(len, targets))
-    # group_by_length: megabatches of 50 batches sorted by length, in a seeded random order.
-    generator = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(pairs), generator=generator).tolist()
-    megabatch = 50 * batch_size
-    order = [i for k in range(0, len(order), megabatch) for i in sorted(order[k : k + megabatch], key=lambda i: -len(sources[i]))]
-    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)][: count + 2]
+    # The trainer's group_by_length order (its first epoch, seed 0).
+    lengths = padded_lengths({"input_ids": sources, "labels": targets})
+    order = list(EpochSeededLengthGroupedSampler(batch_size, lengths, seed=0, epoch=lambda: 0))
+    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    batches = batches[:: max(1, len(batches) // (count + 2))][: count + 2]
     payload = {
         "vocab_size": len(tokenizer),
         "epoch_target_tokens": epoch_target_tokens,
@@ -106,7 +107,9 @@ def pad(rows, value):
 
 def run_worker(name: str, cache: Path, threads: int) -> dict:
     from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+    from hf_rnn_seq2seq.allocator import keep_freed_memory_for_reuse
 
+    keep_freed_memory_for_reuse()  # as train.py does
     torch.set_num_threads(threads)
     payload = json.loads(cache.read_text())
     torch.manual_seed(0)

@@ -9,7 +9,6 @@ K encoder output width (`config.encoder_output_size`), A attention width, L deco
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
@@ -110,22 +109,43 @@ class AdditiveAttention(nn.Module):
 RNN_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
+def reverse_within_length(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse the first `lengths[b]` positions of each row, leaving its padding where it is: (B, S, *) -> (B, S, *).
+
+    Its own inverse. A right-padded row reversed this way still has its padding at the end.
+    """
+    positions = torch.arange(sequences.shape[1], device=sequences.device)  # (S,)
+    lengths = lengths.to(sequences.device)[:, None]  # (B, 1)
+    index = torch.where(positions < lengths, lengths - 1 - positions, positions)  # (B, S)
+    return sequences.gather(1, index.view(*index.shape, *[1] * (sequences.dim() - 2)).expand_as(sequences))
+
+
 class RNNSeq2SeqEncoder(nn.Module):
-    """Embeddings + stacked (bi)GRU (or LSTM) over packed sequences; returns every top-layer state (B, S, K)."""
+    """Embeddings + stacked (bi)GRU (or LSTM); returns every top-layer state (B, S, K), zero on padding.
+
+    Each direction is its own unidirectional RNN over the right-padded batch, the backward one over every row
+    reversed within its length. A row's padding then only ever follows its tokens, so it cannot reach their
+    states, and one dense RNN call per direction replaces a packed sequence, whose CPU backward pass costs
+    O(S^2) memory traffic (it materialises a full-size gradient per time step).
+    """
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_dim, config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(
-            RNN_CLASSES[config.rnn_type](
-                config.embedding_dim if i == 0 else config.encoder_output_size,
-                config.encoder_hidden_size,
-                batch_first=True,
-                bidirectional=config.bidirectional_encoder,
+
+        def directional_layers():
+            return nn.ModuleList(
+                RNN_CLASSES[config.rnn_type](
+                    config.embedding_dim if i == 0 else config.encoder_output_size,
+                    config.encoder_hidden_size,
+                    batch_first=True,
+                )
+                for i in range(config.num_encoder_layers)
             )
-            for i in range(config.num_encoder_layers)
-        )
+
+        self.forward_layers = directional_layers()
+        self.backward_layers = directional_layers() if config.bidirectional_encoder else None
 
     def forward(
         self,
@@ -145,18 +165,21 @@ class RNNSeq2SeqEncoder(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones(batch_size, source_length, dtype=torch.long, device=inputs_embeds.device)
         _check_right_padded(attention_mask, "attention_mask")
-        lengths = attention_mask.sum(-1).clamp(min=1).to("cpu", torch.int64)  # (B,)
+        lengths = attention_mask.sum(-1).clamp(min=1)  # (B,)
+        keep = (torch.arange(source_length, device=lengths.device) < lengths[:, None]).unsqueeze(-1)  # (B, S, 1)
 
-        states = pack_padded_sequence(self.dropout(inputs_embeds), lengths, batch_first=True, enforce_sorted=False)
+        states = inputs_embeds
         all_states = (inputs_embeds,) if output_hidden_states else None
-        for i, rnn in enumerate(self.layers):
-            if i > 0:
-                states = PackedSequence(self.dropout(states.data), *states[1:])
-            states, _ = rnn(states)
+        for i, forward_rnn in enumerate(self.forward_layers):
+            inputs = self.dropout(states)
+            states = forward_rnn(inputs)[0]  # (B, S, He)
+            if self.backward_layers is not None:
+                backward = self.backward_layers[i](reverse_within_length(inputs, lengths))[0]
+                states = torch.cat([states, reverse_within_length(backward, lengths)], dim=-1)  # (B, S, K)
+            states = states * keep
             if output_hidden_states:
-                all_states += (pad_packed_sequence(states, batch_first=True, total_length=source_length)[0],)
-        last_hidden_state, _ = pad_packed_sequence(states, batch_first=True, total_length=source_length)  # (B, S, K)
-        return BaseModelOutput(last_hidden_state=last_hidden_state, hidden_states=all_states)
+                all_states += (states,)
+        return BaseModelOutput(last_hidden_state=states, hidden_states=all_states)
 
 
 class RNNSeq2SeqDecoder(nn.Module):

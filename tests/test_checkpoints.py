@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
+from hf_rnn_seq2seq.training import check_checkpoint_weights
 from conftest import WITHOUT_PACKAGE
 from test_modeling import VARIANTS, padded_batch, tiny_config, tiny_model
 
@@ -147,8 +148,43 @@ def test_truncated_safetensors_is_refused(tmp_path):
     tiny_model().save_pretrained(tmp_path)
     path = tmp_path / "model.safetensors"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(Exception, match="(?i)safetensors|incomplete|header|deserializ"):
+    with pytest.raises(Exception, match="(?i)incomplete metadata|deserializ"):
         RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path)
+
+
+def test_resume_check_accepts_the_checkpoint_of_its_model(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    check_checkpoint_weights(tmp_path, model)  # the tied output layer is not saved and not missing
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda t: t.pop("model.decoder.bridge.bias"), r"refusing to resume: missing: model\.decoder\.bridge\.bias"),
+        (
+            lambda t: t.update({"model.decoder.bridge.bias": torch.zeros(3)}),
+            r"refusing to resume: wrong shape: model\.decoder\.bridge\.bias \(3,\) != \(32,\)",
+        ),
+    ],
+    ids=["missing tensor", "wrong shape"],
+)
+def test_resume_refuses_weights_that_do_not_fit_the_model(damage, message, tmp_path):
+    """The Trainer loads a resumed checkpoint with strict=False: without this check a missing tensor stays random."""
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    rewrite_weights(tmp_path, damage)
+    with pytest.raises(ValueError, match=message):
+        check_checkpoint_weights(tmp_path, model)
+
+
+def test_resume_refuses_truncated_weights(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="model.safetensors cannot be read .*truncated or corrupt"):
+        check_checkpoint_weights(tmp_path, model)
 
 
 def test_base_model_checkpoint_loads_into_the_head_class_like_the_library(tmp_path, caplog):

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq import ATTENTION_TYPES, RNNDecoderState, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
@@ -186,6 +187,28 @@ def test_attention_weights_are_distributions_over_real_source_tokens(attention_t
     assert weights.shape == (4, 1, 5, ids.shape[1])
     torch.testing.assert_close(weights.sum(-1), torch.ones(4, 1, 5))
     assert torch.all(weights.masked_select(mask[:, None, None, :] == 0) == 0)
+
+
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_encoder_equals_a_packed_bidirectional_rnn(rnn_type):
+    """Reference: torch's bidirectional RNN over packed sequences, layer by layer, with the encoder's weights."""
+    model = tiny_model(rnn_type=rnn_type, num_encoder_layers=2)
+    encoder, config = model.model.encoder, model.config
+    ids, mask = padded_batch(seed=3, lengths=(7, 4, 1, 6))
+    lengths = mask.sum(-1)
+    states = encoder.embed_tokens(ids)
+    for i in range(config.num_encoder_layers):
+        reference = getattr(torch.nn, rnn_type.upper())(
+            states.shape[-1], config.encoder_hidden_size, batch_first=True, bidirectional=True
+        )
+        for name, tensor in encoder.forward_layers[i].named_parameters():
+            getattr(reference, name).data.copy_(tensor)
+            getattr(reference, f"{name}_reverse").data.copy_(encoder.backward_layers[i].get_parameter(name))
+        packed = pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
+        states = pad_packed_sequence(reference(packed)[0], batch_first=True, total_length=ids.shape[1])[0]
+    with torch.no_grad():
+        encoded = encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, S, 2 He), zero on padding
+    torch.testing.assert_close(encoded, states.detach(), rtol=0, atol=1e-6)
 
 
 def test_padding_does_not_leak_into_the_encoder_or_attention():

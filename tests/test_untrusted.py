@@ -61,6 +61,26 @@ def test_resume_refuses_training_state_that_would_run_code(state_file, checkpoin
     assert not marker.exists()
 
 
+def test_resume_never_reads_pickled_weights(checkpoint, tmp_path):
+    """transformers would load pytorch_model.bin where model.safetensors is missing; the resume refuses instead."""
+    data_dir, saved = checkpoint
+    resumed = tmp_path / "run" / "checkpoint-2"
+    shutil.copytree(saved, resumed)
+    (resumed / "model.safetensors").unlink()
+    marker = tmp_path / "code_ran"
+    torch.save(RunsCommandWhenUnpickled(marker), resumed / "pytorch_model.bin")
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(resumed.parent), *TINY,
+         "--do_train", "--eval_strategy", "no", "--save_strategy", "no", "--max_steps", "4",
+         "--resume_from_checkpoint", str(resumed)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "has no model.safetensors: weights are read from safetensors only" in result.stderr, result.stderr[-3000:]
+    assert "Weights only load failed" not in result.stderr  # refused before any unpickler saw the file
+    assert not marker.exists()
+
+
 def test_translating_a_folder_never_imports_its_code_files(model_folder, tmp_path, monkeypatch, capsys):  # noqa: F811
     """The installed package builds the model; the .py files saved beside the weights are for remote-code users."""
     folder, _, _ = model_folder
@@ -91,10 +111,37 @@ def dotted_name(node: ast.AST) -> str:
     return ""
 
 
+def imported_names(tree: ast.AST) -> dict[str, str]:
+    """What each name bound by an import stands for: `from torch import load as l` binds l to torch.load."""
+    names = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update({alias.asname: alias.name for alias in node.names if alias.asname})
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update({alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names})
+    return names
+
+
+def called_names(tree: ast.AST) -> set[str]:
+    """Dotted names of every call, with imported aliases resolved."""
+    aliases, calls = imported_names(tree), set()
+    for node in ast.walk(tree):
+        name = dotted_name(node.func) if isinstance(node, ast.Call) else ""
+        root, _, rest = name.partition(".")
+        if root:  # "" for a call on a call's result, such as f().eval()
+            calls |= {name, ".".join(filter(None, [aliases.get(root, root), rest]))}
+    return calls
+
+
+def test_the_scan_sees_through_aliases():
+    tree = ast.parse("from torch import load as read\nimport pickle as p\nread('x')\np.loads(b'')\n")
+    assert {"torch.load", "pickle.loads"} <= called_names(tree)
+
+
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_the_package_neither_unpickles_nor_evaluates_code(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    calls = {dotted_name(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    calls = called_names(tree)
     assert not calls & FORBIDDEN_CALLS, path
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}  # fmt: skip
