@@ -35,8 +35,8 @@ def attention_matrix(model, tokenizer, sentence: str, max_new_tokens: int = 64):
     return source, target, weights.cpu().numpy()
 
 
-def plot_attention(source: list[str], target: list[str], weights: np.ndarray, path: str | Path) -> Path:
-    """Write a heatmap PNG: one row per target token, one column per source token."""
+def attention_figure(source: list[str], target: list[str], weights: np.ndarray) -> plt.Figure:
+    """The heatmap: one row per target token, one column per source token, the tokens as tick labels."""
     if weights.shape != (len(target), len(source)):
         raise ValueError(f"weights of shape {weights.shape} do not match {len(target)} x {len(source)} tokens")
     figure, axes = plt.subplots(figsize=(max(4.0, 0.45 * len(source) + 1.5), max(3.0, 0.4 * len(target) + 1.5)))
@@ -47,6 +47,12 @@ def plot_attention(source: list[str], target: list[str], weights: np.ndarray, pa
     axes.set_ylabel("translation")
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
+    return figure
+
+
+def plot_attention(source: list[str], target: list[str], weights: np.ndarray, path: str | Path) -> Path:
+    """Write the heatmap of `attention_figure` as a PNG."""
+    figure = attention_figure(source, target, weights)
     path = Path(path)
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -544,23 +544,27 @@ def write_model_card(
     else:
         dataset_id = None
     dataset_label = dataset_id or _corpus_name(data_args)
-    eval_results = []
-    test = results.get("test")
-    if test:
-        for metric_type, name in (("bleu", "BLEU"), ("chrf", "chrF")):
-            eval_results.append(
-                EvalResult(
-                    task_type="translation",
-                    task_name=f"Translation {src}-{tgt}",
-                    dataset_type=dataset_label,
-                    dataset_name=f"{dataset_label} ({src}-{tgt})",
-                    dataset_split="test",
-                    metric_type=metric_type,
-                    metric_name=name,
-                    metric_value=round(test[metric_type], 2),
-                    metric_config=test[f"{metric_type}_signature"],
-                )
-            )
+    scores_by_split = {}
+    if results.get("eval"):
+        scores_by_split["validation"] = {"bleu": results["eval"]["eval_bleu"], "chrf": results["eval"]["eval_chrf"]}
+    if results.get("test"):
+        scores_by_split["test"] = results["test"]
+    signatures = results.get("test", {})  # one metric configuration scores every split
+    eval_results = [
+        EvalResult(
+            task_type="translation",
+            task_name=f"Translation {src}-{tgt}",
+            dataset_type=dataset_label,
+            dataset_name=f"{dataset_label} ({src}-{tgt})",
+            dataset_split=split,
+            metric_type=metric_type,
+            metric_name=name,
+            metric_value=round(scores[metric_type], 2),
+            metric_config=signatures.get(f"{metric_type}_signature"),
+        )
+        for split, scores in scores_by_split.items()
+        for metric_type, name in (("bleu", "BLEU"), ("chrf", "chrF"))
+    ]
     model_name = output_dir.resolve().name
     card_data = ModelCardData(
         model_name=model_name,

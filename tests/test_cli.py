@@ -13,13 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration, cli
 from hf_rnn_seq2seq.metrics import load_metric
-from hf_rnn_seq2seq.plotting import attention_matrix
+from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from hf_rnn_seq2seq.data import normalize
 from hf_rnn_seq2seq.translation import decode, translate
@@ -177,8 +178,16 @@ def test_plot_attention_script_writes_a_heatmap_of_target_by_source(model_folder
     assert drawn.shape == weights.shape == (len(target), len(source))
     torch.testing.assert_close(drawn, torch.from_numpy(weights))
     torch.testing.assert_close(drawn.sum(-1), torch.ones(len(target)))
-    with Image.open(tmp_path / "a.png") as image:
-        assert image.format == "PNG" and min(image.size) > 100
+    # The PNG is that heatmap's figure, pixel for pixel: a grid of len(target) rows by len(source) columns.
+    figure = attention_figure(source, target, weights)
+    (drawn_image,) = figure.axes[0].images
+    assert drawn_image.get_array().shape == (len(target), len(source))
+    assert [label.get_text() for label in figure.axes[0].get_yticklabels()] == target
+    assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == source
+    figure.savefig(tmp_path / "reference.png", dpi=100)
+    with Image.open(tmp_path / "a.png") as image, Image.open(tmp_path / "reference.png") as reference:
+        assert image.format == "PNG" and image.size == reference.size
+        assert np.array_equal(np.asarray(image), np.asarray(reference))
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

@@ -69,8 +69,11 @@ LOAD = WITHOUT_PACKAGE + textwrap.dedent(
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
     model = AutoModelForSeq2SeqLM.from_pretrained(repo_id, revision=revision, trust_remote_code=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision, trust_remote_code=True)
+    # No trust_remote_code: the tokenizer needs none of the repository's code (stdin is closed, so transformers'
+    # question whether to run it for config.json gets no answer, and it reads the config without it).
+    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision)
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    assert type(tokenizer).__module__.startswith("transformers."), type(tokenizer).__module__
     assert "hf_rnn_seq2seq" not in sys.modules
     sentences = json.loads(open(inputs_path + ".json").read())
     batch = tokenizer(sentences, return_tensors="pt", padding=True)
@@ -84,12 +87,13 @@ LOAD = WITHOUT_PACKAGE + textwrap.dedent(
         }
     save_file({name: tensor.contiguous() for name, tensor in outputs.items()}, outputs_path)
     translator = pipeline(model=pipeline_repo_id, trust_remote_code=True)  # the task comes from the repository
-    print(json.dumps({
+    with open(outputs_path + ".json", "w") as report:
+        json.dump({
         "translations": tokenizer.batch_decode(outputs["beam"], skip_special_tokens=True),
         "pipeline": [r["translation_text"] for r in translator(sentences, batch_size=4)],
         "pipeline_task": translator.task,
         "num_beams": model.generation_config.num_beams,
-    }))
+    }, report)
     """
 )
 
@@ -128,7 +132,8 @@ def trained(hub, multi30k_slice, tmp_path_factory):
     run(
         [
             sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
-            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "epoch", "--num_train_epochs", "1",
+            "--do_train", "--do_eval", "--do_predict", "--eval_strategy", "no", "--save_strategy", "epoch",
+            "--num_train_epochs", "1",
             "--push_to_hub", "--hub_model_id", repo_id, "--hub_token", TOKEN,
         ],  # fmt: skip
         env=hub_env(hub, tmp_path, "train"),
@@ -152,6 +157,9 @@ def test_train_py_push_to_hub_uploads_a_complete_repository_with_the_model_card(
     assert scores[("bleu", "test")].metric_value == round(test["bleu"], 2)
     assert scores[("bleu", "test")].metric_config == test["bleu_signature"]
     assert scores[("chrf", "test")].metric_value == round(test["chrf"], 2)
+    validation = json.loads((out / "eval_results.json").read_text())
+    assert scores[("bleu", "validation")].metric_value == round(validation["eval_bleu"], 2)
+    assert scores[("chrf", "validation")].metric_value == round(validation["eval_chrf"], 2)
     assert card.data.language == ["de", "en"] and card.data.license == "apache-2.0"
     # One upload, at the end: no Trainer "Model save" commit with its generic card, no pickles, no checkpoints.
     assert [commit.message for commit in hub.commits(repo_id)[1:]] == ["End of training"]
@@ -224,7 +232,9 @@ def test_a_fresh_process_without_the_package_translates_bit_identically(hub, tra
         cwd=elsewhere,
     )
     remote = load_file(tmp_path / "outputs.safetensors")
-    reported = json.loads(result.stdout.strip().splitlines()[-1])
+    reported = json.loads((tmp_path / "outputs.safetensors.json").read_text())
+    # transformers asked whether to run the repository's code for config.json; unanswered, the tokenizer loaded anyway.
+    assert "Do you wish to run the custom code?" in result.stdout
     # It started from an empty cache: the weights and the code came from the server.
     served = hub.state.requests[requests_before:]
     for name in ("model.safetensors", "modeling_rnn_seq2seq.py", "tokenizer.json"):
