@@ -15,9 +15,12 @@ step-by-step path (Bahdanau + input feeding, the same model as JoeyNMT's) and on
 `general`, no input feeding: one fused GRU call per layer over the whole target).
 
 Translation: each trained model translates the first `--test_sentences` test sentences with beam 5, batch 64 and
-at most `--max_output_length` tokens (JoeyNMT: `joeynmt test`, its own "Generation took" time; ours: `translate()`,
-the path of the translate command, timed around the call). Models this briefly trained rarely stop early, so the
-mean output length is reported beside the speed: compare speeds where those lengths match.
+exactly `--max_output_length` decoding steps (EOS held back until then: JoeyNMT's `min_output_length`; for ours a
+logits processor that sets the EOS score to -inf in place, as JoeyNMT does, where transformers' `min_new_tokens`
+copies the scores twice a step), so both do the same decoding work whatever their briefly trained models would
+stop at (JoeyNMT: `joeynmt test`, its own "Generation took" time; ours: `translate()`, the path of the translate
+command, timed around the call). The mean output length is reported beside the speed (JoeyNMT's is read from its hypotheses file,
+after its post-processing; its log shows min_output_length = max_output_length).
 
 JoeyNMT is installed in its own virtual environment (`--joeynmt_venv`, made if missing: torch==2.13.0,
 joeynmt==2.3.0, sentencepiece==0.2.0, importlib_metadata). Run alone: a concurrent torch job slows both.
@@ -103,6 +106,7 @@ testing:
     batch_size: 64
     batch_type: sentence
     max_output_length: {args.max_output_length}
+    min_output_length: {args.max_output_length}
     eval_metrics: [bleu]
 training:
     random_seed: 42
@@ -194,7 +198,7 @@ def run_joeynmt(args, work: Path, python: Path) -> dict:
 TRANSLATE = """
 import json, resource, sys, time
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 import hf_rnn_seq2seq
 from hf_rnn_seq2seq.translation import translate
 
@@ -209,10 +213,16 @@ def counting_generate(**kwargs):  # tokens before EOS (JoeyNMT's count), read of
     output_tokens.extend((~ended).sum(-1).tolist())
     return ids
 
-translate(model, tokenizer, sentences[:64], batch_size=64, num_beams=5, max_new_tokens=max_new_tokens)  # warm-up
+class HoldBackEOS(LogitsProcessor):  # as JoeyNMT's min_output_length does: the EOS score set to -inf, in place
+    def __call__(self, input_ids, scores):
+        scores[:, model.config.eos_token_id] = -float("inf")
+        return scores
+
+fixed_length = dict(num_beams=5, max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList([HoldBackEOS()]))
+translate(model, tokenizer, sentences[:64], batch_size=64, **fixed_length)  # warm-up
 model.generate, output_tokens = counting_generate, []
 start = time.perf_counter()
-translate(model, tokenizer, sentences, batch_size=64, num_beams=5, max_new_tokens=max_new_tokens)
+translate(model, tokenizer, sentences, batch_size=64, **fixed_length)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "output_tokens": sum(output_tokens) / len(output_tokens),
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -263,8 +273,8 @@ def main(argv=None):
     parser.add_argument("--embedding_dim", type=int, default=256)
     parser.add_argument("--hidden_size", type=int, default=512)
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--updates", type=int, default=30, help="training steps of each toolkit")
-    parser.add_argument("--logging_freq", type=int, default=5)
+    parser.add_argument("--updates", type=int, default=100, help="training steps of each toolkit")
+    parser.add_argument("--logging_freq", type=int, default=10)
     parser.add_argument("--train_pairs", type=int, default=29000)
     parser.add_argument("--dev_sentences", type=int, default=32)
     parser.add_argument("--test_sentences", type=int, default=1000)
@@ -294,7 +304,7 @@ def main(argv=None):
         f"Data: Multi30k de→en, first {len(corpus['pairs']['train'])} training pairs, one joint BPE {args.vocab_size} "
         f"segmentation for both ({corpus['epoch_target_tokens']:,} target tokens an epoch); batches of "
         f"{args.batch_size} sentences; {args.updates} updates each; translation of {joey['sentences']} test "
-        f"sentences, beam 5, batch 64, at most {args.max_output_length} tokens",
+        f"sentences, beam 5, batch 64, exactly {args.max_output_length} tokens a hypothesis",
         "",
         "| system | parameters | train target tok/s | × JoeyNMT | s/epoch | train peak MiB | beam-5 sent/s | "
         "× JoeyNMT | mean output tokens | translate peak MiB |",

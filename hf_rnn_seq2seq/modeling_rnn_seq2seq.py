@@ -54,12 +54,14 @@ class RNNDecoderState:
         return self.seen_tokens
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Follow beam search's choice of surviving hypotheses (called in place by `generate`)."""
+        """Follow beam search's choice of surviving hypotheses (called in place by `generate`).
+
+        `keys` stay: they depend on the source sentence only, and beam search picks each sentence's hypotheses
+        among that sentence's own rows, so reordering them would copy (B, S, A) floats per step to no effect.
+        """
         self.hidden = self.hidden.index_select(1, beam_idx.to(self.hidden.device))
         if self.attentional is not None:
             self.attentional = self.attentional.index_select(0, beam_idx.to(self.attentional.device))
-        if self.keys is not None:
-            self.keys = self.keys.index_select(0, beam_idx.to(self.keys.device))
 
 
 def _masked_softmax(scores: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:

@@ -3,9 +3,11 @@
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,9 +109,23 @@ def test_saved_folder_holds_exactly_the_hub_files(tmp_path):
     }
 
 
+PIPELINE_CODE = Path(__file__).resolve().parents[1] / "hf_rnn_seq2seq" / "pipeline_rnn_seq2seq.py"
+# What training or data code would bring along: corpus names, data files, paths, file and process access.
+NOT_MODEL_CODE = re.compile(r"(?i)multi30k|tatoeba|\.gz\b|\.tsv\b|\.\./|/shared/|\bopen\(|\bos\.|subprocess|Trainer")
+
+
+@pytest.mark.parametrize("name", ["configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py", "pipeline"])
+def test_code_files_that_travel_with_weights_hold_model_code_only(name, tmp_path):
+    """The files written for trust_remote_code (and the pipeline file a pipeline push adds): no data paths, no
+    training code, no file or process access."""
+    tiny_model().save_pretrained(tmp_path)
+    text = PIPELINE_CODE.read_text() if name == "pipeline" else (tmp_path / name).read_text()
+    assert not NOT_MODEL_CODE.findall(text), (name, NOT_MODEL_CODE.findall(text))
+
+
 def test_model_code_files_import_only_torch_transformers_and_each_other(tmp_path):
     tiny_model().save_pretrained(tmp_path)
-    for name in ("configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py"):
+    for name in ("configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py", PIPELINE_CODE):
         tree = ast.parse((tmp_path / name).read_text())
         modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         modules |= {

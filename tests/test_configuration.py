@@ -69,7 +69,14 @@ def test_valid_configs_round_trip_through_json(attention_type, tmp_path):
 
 @pytest.mark.parametrize(
     "field,value,message",
-    [("attention_type", "luong_bogus", "attention_type must be one of"), ("dropout", 2, "dropout must be")],
+    [
+        ("attention_type", "luong_bogus", "attention_type must be one of"),
+        ("dropout", 2, "dropout must be"),
+        ("num_encoder_layers", 0, "num_encoder_layers must be a positive integer"),
+        # Values valid alone, inconsistent with the rest of the file:
+        ("attention_type", "luong_dot", r"luong_dot.*scores decoder states against encoder states directly"),
+        ("vocab_size", 2, r"eos_token_id must be an integer in \[0, vocab_size=2\)"),
+    ],
 )
 def test_hand_edited_config_json_is_refused_on_load(field, value, message, tmp_path):
     RNNSeq2SeqConfig().save_pretrained(tmp_path)

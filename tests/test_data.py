@@ -243,3 +243,28 @@ def test_error_missing_data_directory(tmp_path):
 
 def test_data_error_is_a_value_error():
     assert issubclass(DataError, ValueError)
+
+
+def test_error_missing_split_of_parallel_files(tmp_path):
+    """A train file alone, with no share held out for validation: train.py's split list names what is missing."""
+    from hf_rnn_seq2seq.training import DataTrainingArguments, load_data
+
+    train = write(tmp_path / "pairs.tsv", "Go.\tVa !\nHi.\tSalut.\n")
+    data_args = DataTrainingArguments(
+        source_lang="fr", target_lang="en", train_file=str(train), file_languages="en,fr",
+        validation_split_percentage=0, test_split_percentage=0,
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"pairs\.tsv: missing split\(s\) validation, test \(available: train\)"):
+        load_data(data_args, ["train", "validation", "test"], cache_dir=None)
+
+
+def test_error_missing_split_of_a_dataset_by_name(tmp_path):
+    """--dataset_name takes what `datasets.load_dataset` reads: here a local folder holding a train split only."""
+    from hf_rnn_seq2seq.training import DataTrainingArguments, load_data
+
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    write(folder / "train.jsonl", json.dumps({"translation": {"en": "Hi.", "fr": "Salut."}}) + "\n")
+    data_args = DataTrainingArguments(source_lang="fr", target_lang="en", dataset_name=str(folder))
+    with pytest.raises(DataError, match=r"pairs: missing split\(s\) test \(available: train\)"):
+        load_data(data_args, ["train", "test"], cache_dir=str(tmp_path / "cache"))

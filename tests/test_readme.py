@@ -82,11 +82,26 @@ def test_the_readme_has_the_usage_sections():
     assert any('pipeline("seq2seq-translation"' in b for b in blocks)
 
 
-def test_loading_with_the_auto_classes_translates(snippets_ran):
+def beam_translations(workdir: Path, sentences: list[str]) -> list[str]:
+    """The reference: the README's model folder translated here, beam 5."""
+    folder = workdir / "runs/multi30k-de-en"
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        ids = model.generate(**tokenizer(sentences, return_tensors="pt", padding=True), num_beams=5)
+    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+def test_loading_with_the_auto_classes_translates(snippets_ran, workdir):
     _, result = snippets_ran
-    printed = result.stdout.splitlines()[0]
-    translations = ast.literal_eval(printed)  # the snippet prints a list of two strings
-    assert isinstance(translations, list) and len(translations) == 2 and all(isinstance(t, str) for t in translations)
+    translations = ast.literal_eval(result.stdout.splitlines()[0])  # the snippet prints the two translations
+    assert translations == beam_translations(workdir, ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."])
+
+
+def test_the_pipeline_snippet_translates_like_generate(snippets_ran, workdir):
+    _, result = snippets_ran
+    outputs = ast.literal_eval(result.stdout.splitlines()[1])
+    expected = beam_translations(workdir, ["Ein Hund läuft.", "Zwei Männer."])
+    assert outputs == [{"translation_text": text} for text in expected]
 
 
 def test_the_push_snippet_publishes_a_loadable_repository(snippets_ran, workdir):
