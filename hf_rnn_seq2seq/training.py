@@ -268,7 +268,9 @@ def check_checkpoint_weights(checkpoint: str | Path, model: torch.nn.Module) -> 
         with safe_open(path, framework="pt") as weights:
             saved = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
     except SafetensorError as error:
-        raise ValueError(f"checkpoint weights {path} cannot be read ({error}): the file is truncated or corrupt") from error
+        raise ValueError(
+            f"checkpoint weights {path} cannot be read ({error}): the file is truncated or corrupt"
+        ) from error
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     tied = set(model._tied_weights_keys or {}) if model.config.tie_word_embeddings else set()
     problems = [f"missing: {name}" for name in sorted(expected.keys() - saved.keys() - tied)]

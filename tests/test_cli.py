@@ -24,6 +24,7 @@ from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from hf_rnn_seq2seq.data import normalize
 from hf_rnn_seq2seq.translation import decode, translate
+from test_train import TINY
 
 MAX_NEW_TOKENS = 12
 
@@ -118,6 +119,28 @@ def test_translate_script_reads_stdin(model_folder, multi30k_dir):
     out = run_script("hf-rnn-seq2seq-translate", folder, "--num_beams", "2", "--batch_size", "2",
                      stdin="\n".join(sentences) + "\n")
     assert out.splitlines() == translate(model, tokenizer, sentences, num_beams=2)
+
+
+def test_translate_script_shows_a_progress_bar_unless_asked_not_to(model_folder, monkeypatch, capsys):
+    folder, _, _ = model_folder
+    five = "Ein Hund.\nZwei Katzen.\nEin Mann.\nDrei Kinder.\nEine Frau.\n"
+    status, out, err = call_script(cli.translate_main, folder, "--batch_size", "2", stdin=five,
+                                   monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert status == 0 and len(out.splitlines()) == 5
+    assert "3/3" in err and "batch" in err  # tqdm on stderr: three batches of at most two sentences
+    status, out, err = call_script(cli.translate_main, folder, "--batch_size", "2", "--no_progress", stdin=five,
+                                   monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert status == 0 and len(out.splitlines()) == 5 and "3/3" not in err
+
+
+def test_train_script_trains_and_saves_a_loadable_model(multi30k_slice, tmp_path):
+    """hf-rnn-seq2seq-train is train.py: the same flags, the same output folder."""
+    data_dir = multi30k_slice(train=200, validation=24, test=24)
+    run_script("hf-rnn-seq2seq-train", "--data_dir", data_dir, "--output_dir", tmp_path / "run", *TINY, "--do_train",
+               "--eval_strategy", "no", "--save_strategy", "no", "--max_steps", "3")  # fmt: skip
+    assert json.loads((tmp_path / "run" / "train_results.json").read_text())["train_samples"] == 200
+    model = RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "run")
+    assert model.num_parameters() > 0 and (tmp_path / "run" / "tokenizer.json").is_file()
 
 
 def test_translate_script_samples_reproducibly(model_folder, tmp_path, monkeypatch, capsys):
