@@ -1,11 +1,11 @@
-"""Process-wide tuning of glibc's allocator for CPU training and translation.
+"""Process-wide tuning of glibc's allocator for CPU training.
 
 Every training step allocates tensors of (target tokens x vocabulary) floats, a hundred megabytes and more. glibc
 serves allocations that large with fresh `mmap`s and unmaps them when freed, so each step pays a page fault (and
 the kernel zeroing a page) for every 4 KiB of them again: on a 2-core machine a 5,888 x 8,000 fill took 390 ms, ten
 times its memory-bandwidth cost. Serving everything from the heap, and not handing freed heap back to the kernel,
 lets each step reuse the pages of the last (the remedy PyTorch's CPU performance guide gets with jemalloc or
-tcmalloc). Called by our entry points only, never on import: it changes the whole process.
+tcmalloc). Called by the training entry point only, never on import: it changes the whole process.
 """
 
 import ctypes
