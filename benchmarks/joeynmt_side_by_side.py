@@ -19,8 +19,8 @@ exactly `--max_output_length` decoding steps (EOS held back until then: JoeyNMT'
 logits processor that sets the EOS score to -inf in place, as JoeyNMT does, where transformers' `min_new_tokens`
 copies the scores twice a step), so both do the same decoding work whatever their briefly trained models would
 stop at (JoeyNMT: `joeynmt test`, its own "Generation took" time; ours: `translate()`, the path of the translate
-command, timed around the call). The mean output length is reported beside the speed (JoeyNMT's is read from its hypotheses file,
-after its post-processing; its log shows min_output_length = max_output_length).
+command, timed around the call). The mean output length is reported beside the speed (JoeyNMT's is read from its
+hypotheses file, after its post-processing; its log shows min_output_length = max_output_length).
 
 JoeyNMT is installed in its own virtual environment (`--joeynmt_venv`, made if missing: torch==2.13.0,
 joeynmt==2.3.0, sentencepiece==0.2.0, importlib_metadata). Run alone: a concurrent torch job slows both.
@@ -304,7 +304,7 @@ def main(argv=None):
         f"Data: Multi30k de→en, first {len(corpus['pairs']['train'])} training pairs, one joint BPE {args.vocab_size} "
         f"segmentation for both ({corpus['epoch_target_tokens']:,} target tokens an epoch); batches of "
         f"{args.batch_size} sentences; {args.updates} updates each; translation of {joey['sentences']} test "
-        f"sentences, beam 5, batch 64, exactly {args.max_output_length} tokens a hypothesis",
+        f"sentences, beam 5, batch 64, {args.max_output_length} decoding steps for both",
         "",
         "| system | parameters | train target tok/s | × JoeyNMT | s/epoch | train peak MiB | beam-5 sent/s | "
         "× JoeyNMT | mean output tokens | translate peak MiB |",
