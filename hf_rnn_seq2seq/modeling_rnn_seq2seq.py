@@ -5,6 +5,8 @@ import only `torch`, `transformers` and the configuration file beside it.
 
 Shapes: B batch, S source length, T target length, E `embedding_dim`, H decoder `hidden_size`,
 K encoder output width (`config.encoder_output_size`), A attention width, L decoder layers, V vocabulary.
+N decoder rows: B, or B * G when each source sentence is decoded G times side by side (G beams, or G returned
+samples, as consecutive rows); the encoder's outputs are kept once per sentence, not copied G times.
 """
 
 import torch
@@ -35,7 +37,7 @@ def _check_right_padded(mask: torch.Tensor, name: str) -> None:
 class RNNDecoderState:
     """The recurrent decoder state that `generate()` carries between steps as `past_key_values`.
 
-    hidden: (L, B, H) GRU states, or (L, B, 2H) LSTM states [h; c]; attentional: (B, 1, E) previous attentional
+    hidden: (L, N, H) GRU states, or (L, N, 2H) LSTM states [h; c]; attentional: (N, 1, E) previous attentional
     vector (input feeding) or None;
     keys: (B, S, A) encoder states projected once for the attention scorer, or None; seen_tokens: how many decoder
     tokens it has consumed, so that a continued `generate()` feeds only the tokens after them.
@@ -56,12 +58,18 @@ class RNNDecoderState:
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Follow beam search's choice of surviving hypotheses (called in place by `generate`).
 
-        `keys` stay: they depend on the source sentence only, and beam search picks each sentence's hypotheses
-        among that sentence's own rows, so reordering them would copy (B, S, A) floats per step to no effect.
+        `keys` stay: one copy per source sentence (B rows, not N), and beam search picks each sentence's hypotheses
+        among that sentence's own rows.
         """
         self.hidden = self.hidden.index_select(1, beam_idx.to(self.hidden.device))
         if self.attentional is not None:
             self.attentional = self.attentional.index_select(0, beam_idx.to(self.attentional.device))
+
+
+def _per_sentence(queries: torch.Tensor, sentences: int) -> torch.Tensor:
+    """(N, T, D) -> (B, G*T, D): the G consecutive decoder rows of each sentence side by side, so that every query
+    of a sentence meets its keys in one batched product and the keys are never copied G times."""
+    return queries.reshape(sentences, -1, queries.shape[-1])
 
 
 def _masked_softmax(scores: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
@@ -83,9 +91,10 @@ class MultiplicativeAttention(nn.Module):
         return encoder_states if self.key_projection is None else self.key_projection(encoder_states)
 
     def forward(self, queries, keys, values, encoder_mask):
-        """queries (B, T, H), keys (B, S, H), values (B, S, K) -> context (B, T, K), weights (B, T, S)."""
-        weights = _masked_softmax(torch.bmm(queries, keys.transpose(1, 2)), encoder_mask)
-        return torch.bmm(weights, values), weights
+        """queries (N, T, H), keys (B, S, H), values (B, S, K) -> context (N, T, K), weights (N, T, S)."""
+        rows, steps = queries.shape[:2]
+        weights = _masked_softmax(torch.bmm(_per_sentence(queries, keys.shape[0]), keys.transpose(1, 2)), encoder_mask)
+        return torch.bmm(weights, values).view(rows, steps, -1), weights.view(rows, steps, -1)
 
 
 class AdditiveAttention(nn.Module):
@@ -102,10 +111,12 @@ class AdditiveAttention(nn.Module):
         return self.key_projection(encoder_states)
 
     def forward(self, queries, keys, values, encoder_mask):
-        """queries (B, T, H), keys (B, S, A), values (B, S, K) -> context (B, T, K), weights (B, T, S)."""
-        hidden = torch.tanh(self.query_projection(queries).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
-        weights = _masked_softmax(self.energy(hidden).squeeze(-1), encoder_mask)
-        return torch.bmm(weights, values), weights
+        """queries (N, T, H), keys (B, S, A), values (B, S, K) -> context (N, T, K), weights (N, T, S)."""
+        rows, steps = queries.shape[:2]
+        projected = _per_sentence(self.query_projection(queries), keys.shape[0])  # (B, G*T, A)
+        hidden = torch.tanh(projected.unsqueeze(2) + keys.unsqueeze(1))  # (B, G*T, S, A)
+        weights = _masked_softmax(self.energy(hidden).squeeze(-1), encoder_mask)  # (B, G*T, S)
+        return torch.bmm(weights, values).view(rows, steps, -1), weights.view(rows, steps, -1)
 
 
 RNN_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -241,13 +252,14 @@ class RNNSeq2SeqDecoder(nn.Module):
         half = encoder_states.shape[-1] // 2
         return torch.cat([last[:, :half], encoder_states[:, 0, half:]], dim=-1)
 
-    def initial_state(self, encoder_states, encoder_mask) -> RNNDecoderState:
-        batch_size = encoder_states.shape[0]
+    def initial_state(self, encoder_states, encoder_mask, rows) -> RNNDecoderState:
+        """The state before the first target token for `rows` (N) decoder rows, G consecutive ones per sentence."""
         hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H) or (B, L*2H)
-        hidden = hidden.view(batch_size, self.num_layers, -1).transpose(0, 1).contiguous()  # (L, B, H) or (L, B, 2H)
+        hidden = hidden.repeat_interleave(rows // encoder_states.shape[0], dim=0)  # (N, L*H) or (N, L*2H)
+        hidden = hidden.view(rows, self.num_layers, -1).transpose(0, 1).contiguous()  # (L, N, H) or (L, N, 2H)
         attentional = None
         if self.input_feeding:
-            attentional = encoder_states.new_zeros(batch_size, 1, self.attentional_layer.out_features)
+            attentional = encoder_states.new_zeros(rows, 1, self.attentional_layer.out_features)
         keys = None if self.attention is None else self.attention.project_keys(encoder_states)
         return RNNDecoderState(hidden, attentional, keys, seen_tokens=0)
 
@@ -264,16 +276,23 @@ class RNNSeq2SeqDecoder(nn.Module):
         return inputs, torch.cat(last_hidden, dim=0), layer_states
 
     def forward(self, inputs_embeds, encoder_states, encoder_mask, state=None, output_hidden_states=False):
-        """inputs_embeds (B, T, E), encoder_states (B, S, K), encoder_mask (B, S) ->
-        attentional vectors (B, T, E), new state, per-layer states (tuple or None), attention weights (B, T, S) or None.
+        """inputs_embeds (N, T, E), encoder_states (B, S, K), encoder_mask (B, S) ->
+        attentional vectors (N, T, E), new state, per-layer states (tuple or None), attention weights (N, T, S) or None.
         """
+        rows, target_length = inputs_embeds.shape[:2]
+        sentences = encoder_states.shape[0]
+        if rows % sentences:
+            raise ValueError(
+                f"{rows} decoder rows for {sentences} source sentences: each sentence needs the same number of "
+                "consecutive decoder rows"
+            )
         if state is None:
-            state = self.initial_state(encoder_states, encoder_mask)
-        target_length = inputs_embeds.shape[1]
+            state = self.initial_state(encoder_states, encoder_mask, rows)
         embedded = self.dropout(inputs_embeds)
-        fixed_context = (
-            self.summary(encoder_states, encoder_mask).unsqueeze(1) if self.attention_type == "none" else None
-        )  # (B, 1, K)
+        fixed_context = None
+        if self.attention_type == "none":
+            fixed_context = self.summary(encoder_states, encoder_mask).repeat_interleave(rows // sentences, dim=0)
+            fixed_context = fixed_context.unsqueeze(1)  # (N, 1, K)
 
         if self.runs_in_parallel:
             inputs = embedded
@@ -292,7 +311,7 @@ class RNNSeq2SeqDecoder(nn.Module):
             for t in range(target_length):
                 inputs = [embedded[:, t : t + 1]]  # (B, 1, E)
                 if self.attention_type == "bahdanau":
-                    query = hidden[-1, :, None, : self.hidden_size]  # s_{t-1} of the top layer (h of an LSTM): (B, 1, H)
+                    query = hidden[-1, :, None, : self.hidden_size]  # s_{t-1} of the top layer (h of an LSTM): (N, 1, H)
                     context, weights = self.attention(query, state.keys, encoder_states, encoder_mask)
                     inputs.append(context)
                 elif fixed_context is not None:
@@ -498,6 +517,14 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
 
     def get_encoder(self, modality=None):
         return self.model.encoder
+
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        """Beam search and `num_return_sequences` decode each sentence `expand_size` times as consecutive rows. The
+        library copies every input that many times; the encoder states and their mask are only read, per sentence,
+        so they stay one copy (the decoder shares them among a sentence's rows) and each step reads G times less."""
+        shared = {key: model_kwargs.pop(key) for key in ("encoder_outputs", "attention_mask") if key in model_kwargs}
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(expand_size, False, input_ids, **model_kwargs)
+        return input_ids, {**model_kwargs, **shared}
 
     def get_output_embeddings(self):
         return self.lm_head

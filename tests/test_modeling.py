@@ -258,6 +258,55 @@ def test_inputs_embeds_replace_input_ids_in_forward_and_generate():
     assert as_lists(model.generate(inputs_embeds=embeds, **kwargs)) == as_lists(model.generate(ids, **kwargs))
 
 
+@pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
+def test_decoder_rows_sharing_a_sentence_equal_copies_of_its_encoder_states(attention_type, input_feeding, rnn_type):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
+    ids, mask = padded_batch(seed=14)
+    copies = 3
+    decoder_ids = torch.randint(3, VOCAB, (ids.shape[0] * copies, 5), generator=torch.Generator().manual_seed(14))
+    with torch.no_grad():
+        encoded = model.get_encoder()(input_ids=ids, attention_mask=mask)
+        shared = model(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=decoder_ids, output_attentions=True)
+        copied = model(
+            encoder_outputs=(encoded.last_hidden_state.repeat_interleave(copies, dim=0),),
+            attention_mask=mask.repeat_interleave(copies, dim=0),
+            decoder_input_ids=decoder_ids,
+            output_attentions=True,
+        )
+    torch.testing.assert_close(shared.logits, copied.logits, rtol=0, atol=1e-6)
+    if shared.cross_attentions is not None:
+        torch.testing.assert_close(shared.cross_attentions, copied.cross_attentions, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="decoder rows for 4 source sentences"):
+        model(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=decoder_ids[:5])
+
+
+@pytest.mark.parametrize("attention_type,input_feeding", [("bahdanau", True), ("luong_general", False), ("none", False)])
+def test_beam_search_and_samples_keep_one_copy_of_the_encoder_states(attention_type, input_feeding, monkeypatch):
+    model = tiny_model(attention_type, input_feeding)
+    ids, mask = padded_batch(seed=15)
+    beam = dict(attention_mask=mask, max_new_tokens=8, num_beams=3, num_return_sequences=2, output_scores=True,
+                return_dict_in_generate=True)  # fmt: skip
+    samples = dict(attention_mask=mask, max_new_tokens=8, do_sample=True, num_return_sequences=3)
+    ours = model.generate(ids, **beam)
+    torch.manual_seed(0)
+    our_samples = model.generate(ids, **samples)
+    state = ours.past_key_values
+    assert state.hidden.shape[1] == ids.shape[0] * 3
+    assert state.keys is None if attention_type == "none" else state.keys.shape[0] == ids.shape[0]
+    # The reference: the library's own expansion, which copies the encoder states for every beam and sample.
+    from transformers import GenerationMixin
+
+    monkeypatch.setattr(
+        RNNSeq2SeqForConditionalGeneration, "_expand_inputs_for_generation",
+        GenerationMixin._expand_inputs_for_generation,
+    )  # fmt: skip
+    library = model.generate(ids, **beam)
+    torch.manual_seed(0)
+    assert torch.equal(model.generate(ids, **samples), our_samples)
+    assert as_lists(ours.sequences) == as_lists(library.sequences)
+    torch.testing.assert_close(ours.sequences_scores, library.sequences_scores, rtol=0, atol=1e-6)
+
+
 def test_generate_returns_scores_and_per_step_cross_attentions():
     model = tiny_model("luong_concat")
     ids, mask = padded_batch(seed=11)
