@@ -114,7 +114,8 @@ class AdditiveAttention(nn.Module):
         """queries (N, T, H), keys (B, S, A), values (B, S, K) -> context (N, T, K), weights (N, T, S)."""
         rows, steps = queries.shape[:2]
         projected = _per_sentence(self.query_projection(queries), keys.shape[0])  # (B, G*T, A)
-        hidden = torch.tanh(projected.unsqueeze(2) + keys.unsqueeze(1))  # (B, G*T, S, A)
+        # In place: the largest tensor of a decoding step, and the sum is needed by nothing but its tanh.
+        hidden = (projected.unsqueeze(2) + keys.unsqueeze(1)).tanh_()  # (B, G*T, S, A)
         weights = _masked_softmax(self.energy(hidden).squeeze(-1), encoder_mask)  # (B, G*T, S)
         return torch.bmm(weights, values).view(rows, steps, -1), weights.view(rows, steps, -1)
 
