@@ -39,17 +39,20 @@ class RNNDecoderState:
 
     hidden: (L, N, H) GRU states, or (L, N, 2H) LSTM states [h; c]; attentional: (N, 1, E) previous attentional
     vector (input feeding) or None;
-    keys: (B, S, A) encoder states projected once for the attention scorer, or None; seen_tokens: how many decoder
-    tokens it has consumed, so that a continued `generate()` feeds only the tokens after them.
+    keys: (B, S, A) encoder states projected once for the attention scorer, or None; values: (B, S, D) encoder states
+    multiplied once by every weight matrix that reads the context vector (`RNNSeq2SeqDecoder.project_values`), or
+    None; seen_tokens: how many decoder tokens it has consumed, so that a continued `generate()` feeds only the tokens
+    after them.
     """
 
     is_compileable = False
     is_croppable = False
 
-    def __init__(self, hidden, attentional=None, keys=None, seen_tokens=0):
+    def __init__(self, hidden, attentional=None, keys=None, values=None, seen_tokens=0):
         self.hidden = hidden
         self.attentional = attentional
         self.keys = keys
+        self.values = values
         self.seen_tokens = seen_tokens
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -58,8 +61,8 @@ class RNNDecoderState:
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Follow beam search's choice of surviving hypotheses (called in place by `generate`).
 
-        `keys` stay: one copy per source sentence (B rows, not N), and beam search picks each sentence's hypotheses
-        among that sentence's own rows.
+        `keys` and `values` stay: one copy per source sentence (B rows, not N), and beam search picks each
+        sentence's hypotheses among that sentence's own rows.
         """
         self.hidden = self.hidden.index_select(1, beam_idx.to(self.hidden.device))
         if self.attentional is not None:
@@ -70,6 +73,12 @@ def _per_sentence(queries: torch.Tensor, sentences: int) -> torch.Tensor:
     """(N, T, D) -> (B, G*T, D): the G consecutive decoder rows of each sentence side by side, so that every query
     of a sentence meets its keys in one batched product and the keys are never copied G times."""
     return queries.reshape(sentences, -1, queries.shape[-1])
+
+
+def _mix(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """sum_s weights_s values_s: weights (N, T, S), values (B, S, D) -> (N, T, D); a sentence's rows share values."""
+    rows, steps, _ = weights.shape
+    return torch.bmm(_per_sentence(weights, values.shape[0]), values).view(rows, steps, -1)
 
 
 def _masked_softmax(scores: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
@@ -90,11 +99,11 @@ class MultiplicativeAttention(nn.Module):
         """(B, S, K) -> (B, S, H), computed once per source sentence."""
         return encoder_states if self.key_projection is None else self.key_projection(encoder_states)
 
-    def forward(self, queries, keys, values, encoder_mask):
-        """queries (N, T, H), keys (B, S, H), values (B, S, K) -> context (N, T, K), weights (N, T, S)."""
+    def forward(self, queries, keys, encoder_mask):
+        """queries (N, T, H), keys (B, S, H), encoder_mask (B, S) -> attention weights (N, T, S)."""
         rows, steps = queries.shape[:2]
         weights = _masked_softmax(torch.bmm(_per_sentence(queries, keys.shape[0]), keys.transpose(1, 2)), encoder_mask)
-        return torch.bmm(weights, values).view(rows, steps, -1), weights.view(rows, steps, -1)
+        return weights.view(rows, steps, -1)
 
 
 class AdditiveAttention(nn.Module):
@@ -110,14 +119,14 @@ class AdditiveAttention(nn.Module):
         """(B, S, K) -> (B, S, A), computed once per source sentence."""
         return self.key_projection(encoder_states)
 
-    def forward(self, queries, keys, values, encoder_mask):
-        """queries (N, T, H), keys (B, S, A), values (B, S, K) -> context (N, T, K), weights (N, T, S)."""
+    def forward(self, queries, keys, encoder_mask):
+        """queries (N, T, H), keys (B, S, A), encoder_mask (B, S) -> attention weights (N, T, S)."""
         rows, steps = queries.shape[:2]
         projected = _per_sentence(self.query_projection(queries), keys.shape[0])  # (B, G*T, A)
         # In place: the largest tensor of a decoding step, and the sum is needed by nothing but its tanh.
         hidden = (projected.unsqueeze(2) + keys.unsqueeze(1)).tanh_()  # (B, G*T, S, A)
         weights = _masked_softmax(self.energy(hidden).squeeze(-1), encoder_mask)  # (B, G*T, S)
-        return torch.bmm(weights, values).view(rows, steps, -1), weights.view(rows, steps, -1)
+        return weights.view(rows, steps, -1)
 
 
 RNN_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -206,6 +215,9 @@ class RNNSeq2SeqDecoder(nn.Module):
         h~_t = tanh(W_c [c_t; s_t])   (E wide, so the output layer can share the embedding table)
     `?` marks input feeding. Without input feeding and without Bahdanau attention nothing feeds back into the GRU
     except its own state, so a whole teacher-forced sequence runs as one GRU call per layer.
+    When a sentence has several decoder rows (beams, samples), the context vector c_t = sum_s a_ts h_s is not formed:
+    every weight matrix W that reads it is applied to the encoder states once per sentence (`project_values`), and a
+    step mixes those rows, sum_s a_ts (W h_s) = W c_t, instead of multiplying a K-wide c_t per beam and step.
     """
 
     def __init__(self, config: RNNSeq2SeqConfig):
@@ -214,6 +226,8 @@ class RNNSeq2SeqDecoder(nn.Module):
         self.input_feeding = config.input_feeding
         self.num_layers = config.num_decoder_layers
         self.hidden_size = config.hidden_size
+        self.embedding_dim = config.embedding_dim
+        self.context_size = config.encoder_output_size
         self.bidirectional_encoder = config.bidirectional_encoder
         self.is_lstm = config.rnn_type == "lstm"
         state_size = config.hidden_size * (2 if self.is_lstm else 1)  # an LSTM carries [h; c]
@@ -261,13 +275,79 @@ class RNNSeq2SeqDecoder(nn.Module):
         attentional = None
         if self.input_feeding:
             attentional = encoder_states.new_zeros(rows, 1, self.attentional_layer.out_features)
-        keys = None if self.attention is None else self.attention.project_keys(encoder_states)
-        return RNNDecoderState(hidden, attentional, keys, seen_tokens=0)
+        keys = values = None
+        if self.attention is not None:
+            keys = self.attention.project_keys(encoder_states)
+            # Premultiplied values pay when a sentence has several decoder rows (beams, samples): S rows once instead
+            # of G rows a step. With one row a sentence (training, greedy) forming c_t is as cheap, and its backward
+            # pass is cheaper.
+            values = self.project_values(encoder_states) if rows > encoder_states.shape[0] else None
+        return RNNDecoderState(hidden, attentional, keys, values, seen_tokens=0)
 
-    def _run_layers(self, inputs, hidden):
-        """inputs (B, T, In), hidden (L, B, H|2H) -> top states (B, T, H), new hidden (L, B, H|2H), per-layer states."""
+    def _context_readers(self) -> list[torch.Tensor]:
+        """The weights that multiply the context vector: the first GRU layer's input columns for c_t (Bahdanau:
+        (3H|4H, K)), then the attentional layer's (E, K)."""
+        readers = [self.attentional_layer.weight[:, : self.context_size]]
+        if self.attention_type == "bahdanau":
+            start = self.embedding_dim  # the first layer reads [y_{t-1}; c_t; h~_{t-1}?]
+            readers.insert(0, self.layers[0].weight_ih_l0[:, start : start + self.context_size])
+        return readers
+
+    def project_values(self, encoder_states: torch.Tensor) -> torch.Tensor:
+        """(B, S, K) -> (B, S, D): every encoder state times the context readers, computed once per source sentence;
+        D = (3H|4H) + E with Bahdanau attention (GRU input gates, attentional layer), E otherwise."""
+        return nn.functional.linear(encoder_states, torch.cat(self._context_readers()))
+
+    def _read_context(self, weights, encoder_states, values):
+        """What a step takes from c_t = sum_s a_ts h_s, for attention weights (N, T, S): c_t (N, T, K) or None,
+        W_ic c_t (N, T, 3H|4H) or None, W_cc c_t (N, T, E). From the premultiplied `values` where the state has them
+        (c_t is then never formed, and the first layer gets its gates' share instead), else from c_t itself."""
+        if values is None:
+            context = _mix(weights, encoder_states)
+            return context, None, nn.functional.linear(context, self._context_readers()[-1])
+        terms = _mix(weights, values)
+        if self.attention_type != "bahdanau":
+            return None, None, terms
+        gates, term = terms.split([terms.shape[-1] - self.embedding_dim, self.embedding_dim], dim=-1)
+        return None, gates, term
+
+    def _first_layer_step(self, inputs, context_gates, hidden):
+        """One step of the first GRU (or LSTM) layer when c_t's share of its input gates, W_ic c_t, comes ready mixed:
+        torch.nn.GRU's cell (Cho et al. 2014, eqs. 5–8; nn.LSTM's for an LSTM) with W_i [y; c_t; h~] split as
+        W_iy y + W_ic c_t + W_ih~ h~. inputs (N, E|2E) = [y_{t-1}; h~_{t-1}?], context_gates (N, 3H|4H),
+        hidden (N, H|2H) -> new hidden (N, H|2H)."""
+        rnn, width = self.layers[0], self.embedding_dim
+        weight = rnn.weight_ih_l0
+        gates = torch.addmm(rnn.bias_ih_l0, inputs[:, :width], weight[:, :width].T) + context_gates
+        if inputs.shape[1] > width:  # input feeding: h~_{t-1} is read by the columns after c_t's
+            gates = gates.addmm_(inputs[:, width:], weight[:, width + self.context_size :].T)
+        if self.is_lstm:
+            h, c = hidden.chunk(2, dim=-1)
+            i, f, g, o = (gates + nn.functional.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
+        reset_in, update_in, new_in = gates.chunk(3, dim=-1)
+        reset_h, update_h, new_h = nn.functional.linear(hidden, rnn.weight_hh_l0, rnn.bias_hh_l0).chunk(3, dim=-1)
+        update = torch.sigmoid(update_in + update_h)
+        new = torch.tanh(new_in + torch.sigmoid(reset_in + reset_h) * new_h)
+        return new + update * (hidden - new)  # (1 - z) n + z h
+
+    def _attentional(self, context_term, states):
+        """h~ = tanh(W_c [c; s] + b) (Luong et al. 2015, eq. 5) from W_cc c (N, T, E), states (N, T, H): (N, T, E)."""
+        layer = self.attentional_layer
+        return torch.tanh(context_term + nn.functional.linear(states, layer.weight[:, self.context_size :], layer.bias))
+
+    def _run_layers(self, inputs, hidden, context_gates=None):
+        """inputs (N, T, In), hidden (L, N, H|2H), context_gates (N, 1, 3H|4H) (one step, c_t not in inputs) or None ->
+        top states (N, T, H), new hidden (L, N, H|2H), per-layer states."""
         layer_states, last_hidden = [], []
         for i, rnn in enumerate(self.layers):
+            if i == 0 and context_gates is not None:
+                first = self._first_layer_step(inputs[:, 0], context_gates[:, 0], hidden[0])[None]  # (1, N, H|2H)
+                inputs = first[0, :, None, : self.hidden_size]  # (N, 1, H)
+                layer_states.append(inputs)
+                last_hidden.append(first)
+                continue
             h = hidden[i : i + 1]
             if self.is_lstm:
                 h = tuple(part.contiguous() for part in h.chunk(2, dim=-1))  # (h, c)
@@ -295,35 +375,43 @@ class RNNSeq2SeqDecoder(nn.Module):
             fixed_context = self.summary(encoder_states, encoder_mask).repeat_interleave(rows // sentences, dim=0)
             fixed_context = fixed_context.unsqueeze(1)  # (N, 1, K)
 
+        fixed_term = weights = None
+        if fixed_context is not None:
+            fixed_term = nn.functional.linear(fixed_context, self._context_readers()[-1])  # W_cc c: (N, 1, E)
+
         if self.runs_in_parallel:
             inputs = embedded
             if fixed_context is not None:
                 inputs = torch.cat([embedded, fixed_context.expand(-1, target_length, -1)], dim=-1)
-            states, hidden, layer_states = self._run_layers(inputs, state.hidden)  # (B, T, H)
+            states, hidden, layer_states = self._run_layers(inputs, state.hidden)  # (N, T, H)
             if self.attention is None:
-                context, weights = fixed_context.expand(-1, target_length, -1), None
+                context_term = fixed_term
             else:
-                context, weights = self.attention(states, state.keys, encoder_states, encoder_mask)
-            attentional = torch.tanh(self.attentional_layer(torch.cat([context, states], dim=-1)))  # (B, T, E)
-            new_state = RNNDecoderState(hidden, None, state.keys, state.seen_tokens + target_length)
+                weights = self.attention(states, state.keys, encoder_mask)  # (N, T, S)
+                _, _, context_term = self._read_context(weights, encoder_states, state.values)  # (N, T, E)
+            attentional = self._attentional(context_term, states)  # (N, T, E)
+            new_state = RNNDecoderState(hidden, None, state.keys, state.values, state.seen_tokens + target_length)
         else:
             hidden, previous = state.hidden, state.attentional
             steps, step_weights, step_layer_states = [], [], []
             for t in range(target_length):
-                inputs = [embedded[:, t : t + 1]]  # (B, 1, E)
+                inputs = [embedded[:, t : t + 1]]  # (N, 1, E)
+                context_gates, context_term = None, fixed_term
                 if self.attention_type == "bahdanau":
-                    query = hidden[-1, :, None, : self.hidden_size]  # s_{t-1} of the top layer (h of an LSTM): (N, 1, H)
-                    context, weights = self.attention(query, state.keys, encoder_states, encoder_mask)
-                    inputs.append(context)
+                    query = hidden[-1, :, None, : self.hidden_size]  # s_{t-1}, top layer (h of an LSTM): (N, 1, H)
+                    weights = self.attention(query, state.keys, encoder_mask)  # (N, 1, S)
+                    context, context_gates, context_term = self._read_context(weights, encoder_states, state.values)
+                    if context is not None:
+                        inputs.append(context)
                 elif fixed_context is not None:
-                    context, weights = fixed_context, None
-                    inputs.append(context)
+                    inputs.append(fixed_context)
                 if previous is not None:
                     inputs.append(previous)
-                states, hidden, layer_states = self._run_layers(torch.cat(inputs, dim=-1), hidden)  # (B, 1, H)
+                states, hidden, layer_states = self._run_layers(torch.cat(inputs, dim=-1), hidden, context_gates)
                 if self.attention_type.startswith("luong"):
-                    context, weights = self.attention(states, state.keys, encoder_states, encoder_mask)
-                step_out = torch.tanh(self.attentional_layer(torch.cat([context, states], dim=-1)))  # (B, 1, E)
+                    weights = self.attention(states, state.keys, encoder_mask)  # (N, 1, S)
+                    _, _, context_term = self._read_context(weights, encoder_states, state.values)  # (N, 1, E)
+                step_out = self._attentional(context_term, states)  # (N, 1, E)
                 previous = step_out if self.input_feeding else None
                 steps.append(step_out)
                 step_weights.append(weights)
@@ -331,7 +419,7 @@ class RNNSeq2SeqDecoder(nn.Module):
             attentional = torch.cat(steps, dim=1)
             weights = None if self.attention is None else torch.cat(step_weights, dim=1)
             layer_states = [torch.cat(per_step, dim=1) for per_step in zip(*step_layer_states)]
-            new_state = RNNDecoderState(hidden, previous, state.keys, state.seen_tokens + target_length)
+            new_state = RNNDecoderState(hidden, previous, state.keys, state.values, state.seen_tokens + target_length)
 
         all_states = (inputs_embeds, *layer_states) if output_hidden_states else None
         return attentional, new_state, all_states, weights

@@ -151,6 +151,64 @@ def test_beam_scores_equal_teacher_forced_log_probs(attention_type, input_feedin
         assert out.sequences_scores[index].item() == pytest.approx(expected, abs=1e-5)
 
 
+def reference_decoder(decoder, embeds, encoder_states, mask):
+    """The decoder's equations written out with the context vector c_t = sum_s a_ts h_s formed explicitly and each
+    layer a call of its torch.nn.GRU / nn.LSTM module on the concatenated input (the decoder itself never forms c_t).
+    """
+    config_type, attention = decoder.attention_type, decoder.attention
+    rows, steps = embeds.shape[:2]
+    hidden = decoder.initial_state(encoder_states, mask, rows).hidden
+    previous = embeds.new_zeros(rows, 1, decoder.attentional_layer.out_features) if decoder.input_feeding else None
+
+    def weights_for(query):  # (B, 1, H) -> (B, 1, S)
+        if config_type in ("bahdanau", "luong_concat"):
+            keys = attention.key_projection(encoder_states)[:, None]  # (B, 1, S, A)
+            scores = attention.energy(torch.tanh(attention.query_projection(query)[:, :, None] + keys)).squeeze(-1)
+        elif config_type == "luong_general":
+            scores = query @ attention.key_projection(encoder_states).transpose(1, 2)
+        else:
+            scores = query @ encoder_states.transpose(1, 2)
+        return torch.softmax(scores.masked_fill(mask[:, None] == 0, float("-inf")), dim=-1)
+
+    outputs = []
+    for t in range(steps):
+        inputs = [embeds[:, t : t + 1]]
+        if config_type == "bahdanau":
+            context = weights_for(hidden[-1, :, None, : decoder.hidden_size]) @ encoder_states
+            inputs.append(context)
+        elif config_type == "none":
+            context = decoder.summary(encoder_states, mask)[:, None]
+            inputs.append(context)
+        if previous is not None:
+            inputs.append(previous)
+        layer_input, new_hidden = torch.cat(inputs, dim=-1), []
+        for i, rnn in enumerate(decoder.layers):
+            h = hidden[i : i + 1]
+            h = tuple(part.contiguous() for part in h.chunk(2, dim=-1)) if decoder.is_lstm else h
+            layer_input, h = rnn(layer_input, h)
+            new_hidden.append(torch.cat(h, dim=-1) if decoder.is_lstm else h)
+        hidden = torch.cat(new_hidden)
+        if config_type.startswith("luong"):
+            context = weights_for(layer_input) @ encoder_states
+        output = torch.tanh(decoder.attentional_layer(torch.cat([context, layer_input], dim=-1)))
+        previous = output if decoder.input_feeding else None
+        outputs.append(output)
+    return torch.cat(outputs, dim=1)
+
+
+@pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
+def test_decoder_equals_its_equations_with_the_context_vector_formed(attention_type, input_feeding, rnn_type):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
+    ids, mask = padded_batch(seed=16)
+    decoder = model.model.decoder
+    embeds = torch.randn(ids.shape[0], 6, decoder.embedding_dim, generator=torch.Generator().manual_seed(16))
+    with torch.no_grad():
+        encoder_states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        attentional = decoder(embeds, encoder_states, mask)[0]
+        expected = reference_decoder(decoder, embeds, encoder_states, mask)
+    torch.testing.assert_close(attentional, expected, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("attention_type", ["luong_dot", "luong_general", "luong_concat", "none"])
 @pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
 def test_parallel_teacher_forcing_equals_step_by_step(attention_type, rnn_type, monkeypatch):
@@ -280,9 +338,12 @@ def test_decoder_rows_sharing_a_sentence_equal_copies_of_its_encoder_states(atte
         model(encoder_outputs=encoded, attention_mask=mask, decoder_input_ids=decoder_ids[:5])
 
 
-@pytest.mark.parametrize("attention_type,input_feeding", [("bahdanau", True), ("luong_general", False), ("none", False)])
-def test_beam_search_and_samples_keep_one_copy_of_the_encoder_states(attention_type, input_feeding, monkeypatch):
-    model = tiny_model(attention_type, input_feeding)
+@pytest.mark.parametrize(
+    "attention_type,input_feeding,rnn_type",
+    [("bahdanau", True, "gru"), ("bahdanau", False, "lstm"), ("luong_general", False, "gru"), ("none", False, "gru")],
+)
+def test_beam_search_and_samples_keep_one_copy_of_the_encoder_states(attention_type, input_feeding, rnn_type, monkeypatch):
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
     ids, mask = padded_batch(seed=15)
     beam = dict(attention_mask=mask, max_new_tokens=8, num_beams=3, num_return_sequences=2, output_scores=True,
                 return_dict_in_generate=True)  # fmt: skip
@@ -292,8 +353,10 @@ def test_beam_search_and_samples_keep_one_copy_of_the_encoder_states(attention_t
     our_samples = model.generate(ids, **samples)
     state = ours.past_key_values
     assert state.hidden.shape[1] == ids.shape[0] * 3
-    assert state.keys is None if attention_type == "none" else state.keys.shape[0] == ids.shape[0]
-    # The reference: the library's own expansion, which copies the encoder states for every beam and sample.
+    for shared in (state.keys, state.values):  # one row per sentence, not per beam
+        assert shared is None if attention_type == "none" else shared.shape[0] == ids.shape[0]
+    # The reference: the library's own expansion, which copies the encoder states for every beam and sample (one
+    # decoder row per copy, so the context vector is formed and fed to torch's GRU / LSTM as it is in training).
     from transformers import GenerationMixin
 
     monkeypatch.setattr(
