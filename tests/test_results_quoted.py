@@ -1,0 +1,65 @@
+"""The README and the model card quote the committed benchmark tables: a number quoted there equals the table's."""
+
+import re
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+MODEL_CARD = (REPO_ROOT / "model_card.md").read_text(encoding="utf-8")
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of every Markdown table row but the separator rows; bold marks and thousands commas removed."""
+    rows = []
+    for line in markdown.splitlines():
+        if line.startswith("|") and not set(line) <= set("|-: "):
+            cells = [cell.strip().strip("*") for cell in line.strip("|").split("|")]
+            rows.append([cell.replace(",", "") if re.fullmatch(r"[\d,]+(\.\d+)?", cell) else cell for cell in cells])
+    return rows
+
+
+def side_by_side() -> dict[str, list[str]]:
+    """system -> [parameters, tok/s, × JoeyNMT, s/epoch, MiB, sent/s, × JoeyNMT, ...] of the committed table."""
+    return {row[0]: row[1:] for row in table_rows((RESULTS / "joeynmt_side_by_side.md").read_text())[1:]}
+
+
+def test_the_readme_side_by_side_table_equals_the_benchmark_table():
+    table = side_by_side()
+    quoted = [row for row in table_rows(README) if row[0].startswith(("JoeyNMT 2.3", "ours,"))]
+    assert len(quoted) == len(table) == 3
+    for row in quoted:
+        system = re.sub(r" \(\d+\.\dM\)$", "", row[0]).replace("the fast path", "fast path")
+        system = {"ours, Luong general, fast path": "ours, Luong general (fast path)"}.get(system, system)
+        measured = table[system]
+        assert row[1:] == [measured[1], measured[2], measured[5], measured[6]], system
+
+
+def test_the_ratios_in_the_prose_and_the_model_card_are_the_table_s():
+    table = side_by_side()
+    bahdanau, fast = table["ours, Bahdanau + input feeding"], table["ours, Luong general (fast path)"]
+    card_line = " ".join(MODEL_CARD.split())
+    assert f"{bahdanau[2]}× its training throughput with the same Bahdanau + input-feeding model" in card_line
+    assert f"and {fast[2]}× with Luong attention without input feeding" in card_line
+    assert f"same number of decoding steps {bahdanau[6]}× and {fast[6]}× its speed" in card_line
+    prose = " ".join(README.split())
+    assert f"the fast-path model {fast[6]}× JoeyNMT's speed, the Bahdanau + input-feeding model {bahdanau[6]}×" in prose
+
+
+def test_the_quoted_translation_speeds_are_the_table_s():
+    rows = {row[0]: row[1] for row in table_rows((RESULTS / "translate_speed.md").read_text())}
+    overhead = re.search(r"overhead x(\d+\.\d+)", (RESULTS / "translate_speed.md").read_text()).group(1)
+    prose = " ".join(README.split())
+    assert f"{rows['greedy']} sentences/s greedy, {rows['beam 5']} with beam 5" in prose
+    assert f"`generate()` costs ×{overhead} the time" in prose
+
+
+def test_the_headline_bleu_is_the_quality_table_s():
+    quality = table_rows((RESULTS / "quality.md").read_text())
+    default_run = next(row for row in quality if row[1].startswith("`python train.py` ("))
+    validation, test, lowercased, chrf = default_run[2:6]
+    assert [test, lowercased, chrf, validation] == next(
+        row[1:5] for row in table_rows(README) if row[0].startswith("de→en, `python train.py`")
+    )
+    card_line = " ".join(MODEL_CARD.split())
+    assert f"test sacreBLEU {test} (cased; {lowercased} lower-cased), chrF {chrf}" in card_line
