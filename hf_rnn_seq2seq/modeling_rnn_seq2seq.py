@@ -304,7 +304,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         (c_t is then never formed, and the first layer gets its gates' share instead), else from c_t itself."""
         if values is None:
             context = _mix(weights, encoder_states)
-            return context, None, nn.functional.linear(context, self._context_readers()[-1])
+            return context, None, self._context_term(context)
         terms = _mix(weights, values)
         if self.attention_type != "bahdanau":
             return None, None, terms
@@ -331,6 +331,10 @@ class RNNSeq2SeqDecoder(nn.Module):
         update = torch.sigmoid(update_in + update_h)
         new = torch.tanh(new_in + torch.sigmoid(reset_in + reset_h) * new_h)
         return new + update * (hidden - new)  # (1 - z) n + z h
+
+    def _context_term(self, context):
+        """W_cc c, the attentional layer's share for a formed context vector: (N, T, K) -> (N, T, E)."""
+        return nn.functional.linear(context, self.attentional_layer.weight[:, : self.context_size])
 
     def _attentional(self, context_term, states):
         """h~ = tanh(W_c [c; s] + b) (Luong et al. 2015, eq. 5) from W_cc c (N, T, E), states (N, T, H): (N, T, E)."""
@@ -377,7 +381,7 @@ class RNNSeq2SeqDecoder(nn.Module):
 
         fixed_term = weights = None
         if fixed_context is not None:
-            fixed_term = nn.functional.linear(fixed_context, self._context_readers()[-1])  # W_cc c: (N, 1, E)
+            fixed_term = self._context_term(fixed_context)  # (N, 1, E)
 
         if self.runs_in_parallel:
             inputs = embedded
