@@ -31,7 +31,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         input_feeding: feed the previous attentional vector into the next decoder step (Luong et al. 2015, §3.3).
         dropout: dropout on embeddings, between GRU layers and on the attentional vector.
         label_smoothing: label smoothing of the cross-entropy loss computed from `labels`.
-        initializer_range: standard deviation of the embedding initialisation.
+        initializer_range: standard deviation of the embedding (and untied output layer) initialisation.
         tie_word_embeddings: share the output layer with the embedding table (Press & Wolf 2017).
         use_cache: return the recurrent decoder state (`past_key_values`) so that generation runs one step at a time.
     """
