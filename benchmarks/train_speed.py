@@ -1,10 +1,11 @@
 """Training throughput on real Multi30k batches: non-padding target tokens per second, seconds per epoch, peak
 memory and achieved FLOP/s against the machine's measured float32 matmul peak.
 
-Each configuration runs in its own process (so that peak memory is its own) on the same batches: Multi30k
-German→English, joint BPE, `--batch_size` sentences per batch, grouped by length as the trainer does
-(`train_sampling_strategy="group_by_length"`, by the longer side of each pair), taken evenly spaced over the epoch
-(the sampler orders each group of 50 batches longest first). One optimizer step per batch (AdamW), dropout on.
+Each configuration runs at the anchor's size and at train.py's default (`--sizes`), each in its own process (so
+that peak memory is its own) on the same batches: Multi30k German→English, joint BPE, `--batch_size` sentences per
+batch, grouped by length as the trainer does (`train_sampling_strategy="group_by_length"`, by the longer side of each
+pair), taken evenly spaced over the epoch (the sampler orders each group of 50 batches longest first). One optimizer
+step per batch (AdamW), dropout on.
 
 FLOPs per target token (forward; training = 3x forward), counting a multiply-add as 2 FLOPs, with
 E embedding_dim, H hidden_size, He encoder_hidden_size, d directions, K = d*He, A attention width, V vocabulary,
@@ -41,6 +42,9 @@ CONFIGS = {
     "bahdanau+feeding": dict(attention_type="bahdanau", input_feeding=True),
     "luong_general+feeding": dict(attention_type="luong_general", input_feeding=True),
 }
+# The anchor's size (JoeyNMT's: encoder 512 per direction, decoder 512, embeddings 256; the config's defaults) and
+# train.py's default recipe (encoder 256 per direction). luong_dot needs K = 2 x 256 = H at both.
+SIZES = {"anchor": {}, "default": dict(encoder_hidden_size=256)}
 
 
 def matmul_peak_gflops(size=4096, trials=7) -> float:
@@ -105,7 +109,7 @@ def pad(rows, value):
     return torch.tensor([row + [value] * (width - len(row)) for row in rows])
 
 
-def run_worker(name: str, cache: Path, threads: int) -> dict:
+def run_worker(name: str, size: str, cache: Path, threads: int) -> dict:
     from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
     from hf_rnn_seq2seq.allocator import keep_freed_memory_for_reuse
 
@@ -113,7 +117,7 @@ def run_worker(name: str, cache: Path, threads: int) -> dict:
     torch.set_num_threads(threads)
     payload = json.loads(cache.read_text())
     torch.manual_seed(0)
-    config = RNNSeq2SeqConfig(vocab_size=payload["vocab_size"], dropout=0.1, **CONFIGS[name])
+    config = RNNSeq2SeqConfig(vocab_size=payload["vocab_size"], dropout=0.1, **{**SIZES[size], **CONFIGS[name]})
     model = RNNSeq2SeqForConditionalGeneration(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     tokens = seconds = flops = 0.0
@@ -137,6 +141,7 @@ def run_worker(name: str, cache: Path, threads: int) -> dict:
         flops += 3 * per_token * target_tokens
     return {
         "config": name,
+        "size": size,
         "parameters": model.num_parameters(),
         "tokens_per_second": tokens / seconds,
         "seconds_per_batch": seconds / (len(payload["batches"]) - 2),
@@ -153,13 +158,15 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=20, help="timed batches per configuration (after 2 warm-up)")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
+    parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", help="write the results table (Markdown) here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(run_worker(args.worker, Path(args.cache), args.threads)))
+        print(json.dumps(run_worker(args.worker, args.size, Path(args.cache), args.threads)))
         return
     unknown = set(args.configs) - set(CONFIGS)
     if unknown:
@@ -170,13 +177,15 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     peak = matmul_peak_gflops()
     rows = []
-    for name in args.configs:
-        result = subprocess.run(
-            [sys.executable, __file__, "--worker", name, "--cache", str(cache), "--threads", str(args.threads)],
-            capture_output=True, text=True, check=True,
-        )
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-        print(rows[-1], file=sys.stderr)
+    for size in args.sizes:
+        for name in args.configs:
+            result = subprocess.run(
+                [sys.executable, __file__, "--worker", name, "--size", size, "--cache", str(cache),
+                 "--threads", str(args.threads)],
+                capture_output=True, text=True, check=True,
+            )
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            print(rows[-1], file=sys.stderr)
     cache.unlink()
 
     lines = [
@@ -186,12 +195,12 @@ def main(argv=None):
         f"Data: Multi30k de→en train, joint BPE {args.vocab_size}, batches of {args.batch_size} sentences grouped "
         f"by length, {args.batches} timed batches after 2 warm-up",
         "",
-        "| config | parameters | target tok/s | s/batch | s/epoch | GFLOP/s | % of peak | peak RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| config | size | parameters | target tok/s | s/batch | s/epoch | GFLOP/s | % of peak | peak RSS MiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
-            f"| {row['config']} | {row['parameters'] / 1e6:.1f}M | {row['tokens_per_second']:.0f} | "
+            f"| {row['config']} | {row['size']} | {row['parameters'] / 1e6:.1f}M | {row['tokens_per_second']:.0f} | "
             f"{row['seconds_per_batch']:.2f} | {row['seconds_per_epoch']:.0f} | {row['gflops_per_second']:.0f} | "
             f"{100 * row['gflops_per_second'] / peak:.0f}% | {row['peak_rss_mib']:.0f} |"
         )

@@ -19,9 +19,11 @@ def test_train_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
         check=True, capture_output=True, text=True,
     )
     rows = [line for line in out.read_text().splitlines() if line.startswith("| luong") or line.startswith("| bahd")]
-    assert [row.split("|")[1].strip() for row in rows] == ["luong_general", "bahdanau+feeding"]
+    assert [row.split("|")[1:3] for row in rows] == [
+        [f" {config} ", f" {size} "] for size in ("anchor", "default") for config in ("luong_general", "bahdanau+feeding")
+    ]
     for row in rows:
-        tokens_per_second = float(row.split("|")[3])
+        tokens_per_second = float(row.split("|")[4])
         assert tokens_per_second > 0
 
 
