@@ -5,7 +5,7 @@ Each configuration runs at the anchor's size and at train.py's default (`--sizes
 that peak memory is its own) on the same batches: Multi30k German→English, joint BPE, `--batch_size` sentences per
 batch, grouped by length as the trainer does (`train_sampling_strategy="group_by_length"`, by the longer side of each
 pair), taken evenly spaced over the epoch (the sampler orders each group of 50 batches longest first). One optimizer
-step per batch (AdamW), dropout on.
+step per batch (fused AdamW, the Trainer's default in train.py), dropout on.
 
 FLOPs per target token (forward; training = 3x forward), counting a multiply-add as 2 FLOPs, with
 E embedding_dim, H hidden_size, He encoder_hidden_size, d directions, K = d*He, A attention width, V vocabulary,
@@ -119,7 +119,7 @@ def run_worker(name: str, size: str, cache: Path, threads: int) -> dict:
     torch.manual_seed(0)
     config = RNNSeq2SeqConfig(vocab_size=payload["vocab_size"], dropout=0.1, **{**SIZES[size], **CONFIGS[name]})
     model = RNNSeq2SeqForConditionalGeneration(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # the Trainer's adamw_torch_fused
     tokens = seconds = flops = 0.0
     for index, (sources, targets) in enumerate(payload["batches"]):
         input_ids, labels = pad(sources, 0), pad(targets, -100)

@@ -63,3 +63,15 @@ def test_the_headline_bleu_is_the_quality_table_s():
     )
     card_line = " ".join(MODEL_CARD.split())
     assert f"test sacreBLEU {test} (cased; {lowercased} lower-cased), chrF {chrf}" in card_line
+
+
+def test_every_quality_row_of_the_readme_is_a_row_of_the_quality_table():
+    quality = table_rows((RESULTS / "quality.md").read_text())
+    measured = {(row[0], *row[3:6], row[2]) for row in quality if len(row) == 9}  # direction, test, lc, chrF, val
+    quoted = [row for row in table_rows(README) if row[0][:5] in ("de→en", "fr→en", "en→de") and len(row) == 6]
+    assert len(quoted) == 4
+    for row in quoted:
+        assert (row[0][:5], *row[1:5]) in measured, row
+    tests = {direction: test for direction, test, *_ in measured}
+    card_line = " ".join(MODEL_CARD.split())
+    assert f"The same recipe: en→de {tests['en→de']}, fr→en {tests['fr→en']}." in card_line
