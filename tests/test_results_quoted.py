@@ -75,3 +75,11 @@ def test_every_quality_row_of_the_readme_is_a_row_of_the_quality_table():
     tests = {direction: test for direction, test, *_ in measured}
     card_line = " ".join(MODEL_CARD.split())
     assert f"The same recipe: en→de {tests['en→de']}, fr→en {tests['fr→en']}." in card_line
+
+
+def test_the_quoted_compute_efficiency_is_the_train_speed_table_s():
+    text = (RESULTS / "train_speed.md").read_text()
+    peak = re.search(r"float32 matmul peak (\d+) GFLOP/s", text).group(1)
+    fast_path = next(row for row in table_rows(text) if row[:2] == ["luong_general", "anchor"])
+    prose = " ".join(README.split())
+    assert f"the fast path at {fast_path[6]} GFLOP/s, {fast_path[7]} of the {peak} GFLOP/s" in prose
