@@ -438,13 +438,15 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         # transformers.initialization helpers skip tensors that were loaded from a checkpoint.
-        if isinstance(module, nn.Embedding) or module is self.get_output_embeddings():
+        if isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif module is self.get_output_embeddings():
             # An untied output layer starts like the table it would otherwise share. At Xavier's scale (std 0.016
             # for 8,000 words) the decoder's gradient W_out^T (p - y) is so small that training stalls near the
             # unigram loss for hundreds of steps (measured on real data: 6.0 against 4.2 tied after 400 steps).
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-            if getattr(module, "padding_idx", None) is not None and not getattr(module.weight, "_is_hf_initialized", False):
-                init.zeros_(module.weight[module.padding_idx])
         elif isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
