@@ -1,5 +1,6 @@
 """Decoding settings of a trained model, chosen on validation: BLEU for each beam size and length penalty, and for
-the average of the run's last checkpoints (weights averaged tensor by tensor, Vaswani et al. 2017).
+the average of the run's last K checkpoints (weights averaged tensor by tensor, Vaswani et al. 2017; `--average`
+takes several K, and train.py's `--save_total_limit` sets how many checkpoints a run keeps).
 
 Selection is on the validation split; the test split is scored only for the settings and weights the table names
 best, so the test score stays an honest estimate.
@@ -44,6 +45,8 @@ def main(argv=None):
     parser.add_argument("--target_lang", default="en")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 3, 5, 10])
     parser.add_argument("--length_penalties", type=float, nargs="+", default=[0.6, 1.0, 1.4])
+    parser.add_argument("--average", type=int, nargs="+", default=[2],
+                        help="also score the average of the last K checkpoints, for each K given")
     parser.add_argument("--max_sentences", type=int, help="only the first N sentences of each split")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--out")
@@ -60,8 +63,11 @@ def main(argv=None):
     metric = load_metric()
     models = {"final weights": AutoModelForSeq2SeqLM.from_pretrained(run_dir).eval()}
     checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
-    if len(checkpoints) > 1:
-        models[f"average of {', '.join(c.name for c in checkpoints)}"] = averaged_model(run_dir, checkpoints)
+    for count in args.average:
+        if not 2 <= count <= len(checkpoints):
+            parser.error(f"--average {count}: {run_dir} has {len(checkpoints)} checkpoint folders to average")
+        window = checkpoints[-count:]
+        models[f"average of {', '.join(c.name for c in window)}"] = averaged_model(run_dir, window)
 
     def score(model, split, beams, length_penalty):
         sources, references = data[split]

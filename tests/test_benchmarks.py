@@ -131,25 +131,28 @@ def test_decoding_sweep_selects_on_validation_and_averages_checkpoints(multi30k_
     subprocess.run(
         [sys.executable, str(REPO / "train.py"), "--data_dir", str(data_dir), "--output_dir", str(run),
          "--vocab_size", "400", "--embedding_dim", "16", "--hidden_size", "24", "--encoder_hidden_size", "16",
-         "--num_train_epochs", "2", "--do_train", "--eval_strategy", "no", "--save_strategy", "epoch",
-         "--max_target_length", "24", "--val_max_target_length", "24", "--disable_tqdm", "true"],
+         "--num_train_epochs", "3", "--do_train", "--eval_strategy", "no", "--save_strategy", "epoch",
+         "--save_total_limit", "3", "--max_target_length", "24", "--val_max_target_length", "24",
+         "--disable_tqdm", "true"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     out = tmp_path / "sweep.md"
-    subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "decoding_sweep.py"), str(run), "--data_dir", str(data_dir),
-         "--beams", "1", "2", "--length_penalties", "0.6", "1.4", "--out", str(out)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+    sweep_command = [sys.executable, str(REPO / "benchmarks" / "decoding_sweep.py"), str(run), "--data_dir",
+                     str(data_dir), "--beams", "1", "2", "--length_penalties", "0.6", "1.4", "--out", str(out)]  # fmt: skip
+    subprocess.run([*sweep_command, "--average", "2", "3"], check=True, capture_output=True, text=True)
     rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith(("| final", "| average"))]
     checkpoints = sorted(run.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
-    averaged = f"average of {', '.join(c.name for c in checkpoints)}"
-    # Greedy once (no length penalty), beam 2 with each penalty; for the final and the averaged weights.
+    assert len(checkpoints) == 3
+    last_two = f"average of {', '.join(c.name for c in checkpoints[1:])}"
+    all_three = f"average of {', '.join(c.name for c in checkpoints)}"
+    # Greedy once (no length penalty), beam 2 with each penalty; for the final weights and each averaging window.
     assert [(r[0].strip(), r[1].strip(), r[2].strip()) for r in rows] == [
         (weights, beams, penalty)
-        for weights in ("final weights", averaged)
+        for weights in ("final weights", last_two, all_three)
         for beams, penalty in (("1", "1.0"), ("2", "0.6"), ("2", "1.4"))
     ]
+    too_many = subprocess.run([*sweep_command, "--average", "4"], capture_output=True, text=True)
+    assert too_many.returncode != 0 and "--average 4" in too_many.stderr and "has 3 checkpoint" in too_many.stderr
     best = max(rows, key=lambda r: float(r[3]))
     assert f"Best on validation: {best[0].strip()}, beam {best[1].strip()}, length penalty {best[2].strip()}" in (
         out.read_text()
