@@ -334,7 +334,7 @@ class RNNSeq2SeqDecoder(nn.Module):
 
     def _context_term(self, context):
         """W_cc c, the attentional layer's share for a formed context vector: (N, T, K) -> (N, T, E)."""
-        return nn.functional.linear(context, self.attentional_layer.weight[:, : self.context_size])
+        return nn.functional.linear(context, self._context_readers()[-1])
 
     def _attentional(self, context_term, states):
         """h~ = tanh(W_c [c; s] + b) (Luong et al. 2015, eq. 5) from W_cc c (N, T, E), states (N, T, H): (N, T, E)."""
