@@ -83,3 +83,13 @@ def test_the_quoted_compute_efficiency_is_the_train_speed_table_s():
     fast_path = next(row for row in table_rows(text) if row[:2] == ["luong_general", "anchor"])
     prose = " ".join(README.split())
     assert f"the fast path at {fast_path[6]} GFLOP/s, {fast_path[7]} of the {peak} GFLOP/s" in prose
+
+
+def test_the_quoted_attention_story_is_the_attention_table_s():
+    rows = {row[1]: row for row in table_rows((RESULTS / "attention_story.md").read_text()) if len(row) == 9}
+    whole_test_set = {attention: rows[attention][-1] for attention in ("none", "luong_general", "bahdanau")}
+    prose = " ".join(README.split())
+    assert (
+        f"(whole test set: none {whole_test_set['none']}, Luong general {whole_test_set['luong_general']}, "
+        f"Bahdanau {whole_test_set['bahdanau']})"
+    ) in prose
