@@ -45,8 +45,8 @@ def main(argv=None):
     parser.add_argument("--target_lang", default="en")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 3, 5, 10])
     parser.add_argument("--length_penalties", type=float, nargs="+", default=[0.6, 1.0, 1.4])
-    parser.add_argument("--average", type=int, nargs="+", default=[2],
-                        help="also score the average of the last K checkpoints, for each K given")
+    parser.add_argument("--average", type=int, nargs="*", default=[2],
+                        help="also score the average of the last K checkpoints, for each K given (none: no averaging)")
     parser.add_argument("--max_sentences", type=int, help="only the first N sentences of each split")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--out")

@@ -153,6 +153,10 @@ def test_decoding_sweep_selects_on_validation_and_averages_checkpoints(multi30k_
     ]
     too_many = subprocess.run([*sweep_command, "--average", "4"], capture_output=True, text=True)
     assert too_many.returncode != 0 and "--average 4" in too_many.stderr and "has 3 checkpoint" in too_many.stderr
+    unaveraged = tmp_path / "unaveraged.md"
+    subprocess.run([*sweep_command[:-1], str(unaveraged), "--average"], check=True, capture_output=True, text=True)
+    assert not [line for line in unaveraged.read_text().splitlines() if line.startswith("| average")]
+    assert len([line for line in unaveraged.read_text().splitlines() if line.startswith("| final")]) == 3
     best = max(rows, key=lambda r: float(r[3]))
     assert f"Best on validation: {best[0].strip()}, beam {best[1].strip()}, length penalty {best[2].strip()}" in (
         out.read_text()
