@@ -139,8 +139,13 @@ def test_decoding_sweep_selects_on_validation_and_averages_checkpoints(multi30k_
     out = tmp_path / "sweep.md"
     sweep_command = [sys.executable, str(REPO / "benchmarks" / "decoding_sweep.py"), str(run), "--data_dir",
                      str(data_dir), "--beams", "1", "2", "--length_penalties", "0.6", "1.4", "--out", str(out)]  # fmt: skip
+
+    def weight_rows(table):
+        lines = table.read_text().splitlines()
+        return [line.split("|")[1:-1] for line in lines if line.startswith(("| final", "| average"))]
+
     subprocess.run([*sweep_command, "--average", "2", "3"], check=True, capture_output=True, text=True)
-    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith(("| final", "| average"))]
+    rows = weight_rows(out)
     checkpoints = sorted(run.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
     assert len(checkpoints) == 3
     last_two = f"average of {', '.join(c.name for c in checkpoints[1:])}"
@@ -155,8 +160,7 @@ def test_decoding_sweep_selects_on_validation_and_averages_checkpoints(multi30k_
     assert too_many.returncode != 0 and "--average 4" in too_many.stderr and "has 3 checkpoint" in too_many.stderr
     unaveraged = tmp_path / "unaveraged.md"
     subprocess.run([*sweep_command[:-1], str(unaveraged), "--average"], check=True, capture_output=True, text=True)
-    assert not [line for line in unaveraged.read_text().splitlines() if line.startswith("| average")]
-    assert len([line for line in unaveraged.read_text().splitlines() if line.startswith("| final")]) == 3
+    assert [row[0].strip() for row in weight_rows(unaveraged)] == ["final weights"] * 3
     best = max(rows, key=lambda r: float(r[3]))
     assert f"Best on validation: {best[0].strip()}, beam {best[1].strip()}, length penalty {best[2].strip()}" in (
         out.read_text()
