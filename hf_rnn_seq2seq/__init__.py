@@ -1,7 +1,7 @@
 """hf-rnn-seq2seq: the GRU encoder–decoder with attention as a first-class transformers model.
 
-Importing the package registers the classes with `AutoConfig`, `AutoModel` and `AutoModelForSeq2SeqLM`, and marks
-them for `save_pretrained` to write an `auto_map` plus the model code, so saved folders also load with
+Importing the package registers the classes with `AutoConfig`, `AutoModel` and `AutoModelForSeq2SeqLM`. The classes
+mark themselves for `save_pretrained` to write an `auto_map` plus the model code, so saved folders also load with
 `trust_remote_code=True` where this package is not installed. It also registers the pipeline task
 "seq2seq-translation" (transformers 5 removed "translation").
 """
@@ -20,9 +20,6 @@ from .modeling_rnn_seq2seq import (
 AutoConfig.register(RNNSeq2SeqConfig.model_type, RNNSeq2SeqConfig, exist_ok=True)
 AutoModel.register(RNNSeq2SeqConfig, RNNSeq2SeqModel, exist_ok=True)
 AutoModelForSeq2SeqLM.register(RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration, exist_ok=True)
-RNNSeq2SeqConfig.register_for_auto_class()
-RNNSeq2SeqModel.register_for_auto_class("AutoModel")
-RNNSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
 
 __all__ = [
     "ATTENTION_TYPES",

@@ -1,7 +1,8 @@
 """Configuration of the GRU encoder–decoder with attention.
 
 Self-contained on purpose: this file is copied next to the weights for `trust_remote_code` loading, so it may
-import only `transformers` (and `torch`).
+import only `transformers` (and `torch`), and it works with every transformers release from 4.46 to the newest
+tested one (`modeling_rnn_seq2seq.TESTED_TRANSFORMERS`).
 """
 
 from transformers import PretrainedConfig
@@ -37,6 +38,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
     """
 
     model_type = "rnn_seq2seq"
+    _auto_class = "AutoConfig"  # save_pretrained copies this file beside the weights
     keys_to_ignore_at_inference = ["past_key_values"]
 
     def __init__(
@@ -78,13 +80,18 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.dropout = dropout
         self.label_smoothing = label_smoothing
         self.initializer_range = initializer_range
-        self.tie_word_embeddings = tie_word_embeddings
-        self.pad_token_id = pad_token_id
-        self.bos_token_id = bos_token_id
-        self.eos_token_id = eos_token_id
-        self.decoder_start_token_id = bos_token_id if decoder_start_token_id is None else decoder_start_token_id
         self.use_cache = use_cache
-        super().__init__(is_encoder_decoder=is_encoder_decoder, **kwargs)
+        # Through the base class, as transformers' own configs do: 4.x's base __init__ resets these to its defaults
+        # unless it is handed them; 5.x stores them as attributes.
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            decoder_start_token_id=bos_token_id if decoder_start_token_id is None else decoder_start_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            is_encoder_decoder=is_encoder_decoder,
+            **kwargs,
+        )
         self.validate()
 
     @property
@@ -94,8 +101,10 @@ class RNNSeq2SeqConfig(PretrainedConfig):
 
     def validate(self):
         """Raise `ValueError` naming the field and what it allows; runs on construction (so also on a hand-edited
-        config.json) and again before `save_pretrained`."""
-        super().validate()
+        config.json), and again before `save_pretrained` from transformers 5.5 on (whose base class has checks too)."""
+        base_validate = getattr(super(), "validate", None)  # transformers >= 5.5
+        if base_validate is not None:
+            base_validate()
         for field in (
             "vocab_size",
             "embedding_dim",

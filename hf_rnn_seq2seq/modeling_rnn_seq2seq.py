@@ -1,7 +1,8 @@
 """GRU encoder–decoder with attention (Cho et al. 2014; Bahdanau et al. 2015; Luong et al. 2015).
 
 Self-contained on purpose: this file is copied next to the weights for `trust_remote_code` loading, so it may
-import only `torch`, `transformers` and the configuration file beside it.
+import only `torch`, `transformers` and the configuration file beside it, and it must run on every transformers
+release in `TESTED_TRANSFORMERS` (the users' own installs, not ours).
 
 Shapes: B batch, S source length, T target length, E `embedding_dim`, H decoder `hidden_size`,
 K encoder output width (`config.encoder_output_size`), A attention width, L decoder layers, V vocabulary.
@@ -10,12 +11,50 @@ samples, as consecutive rows); the encoder's outputs are kept once per sentence,
 """
 
 import torch
+import transformers
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
-from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+
+try:
+    from transformers import initialization as init  # 5.x: its helpers leave tensors loaded from a checkpoint alone
+except ImportError:  # 4.x initialises before it loads the checkpoint, so torch's own helpers do
+    from torch.nn import init
+
+# The oldest and newest transformers releases this file is tested with as remote code (compat-matrix.toml).
+TESTED_TRANSFORMERS = ("4.46.3", "5.24.0")
+
+
+def _unsupported(problem: str) -> str:
+    """An error message for a call this file does not recognise, naming the running and the tested transformers."""
+    return (
+        f"{problem}. This model's code is tested with transformers {TESTED_TRANSFORMERS[0]} to "
+        f"{TESTED_TRANSFORMERS[1]}, and this is transformers {transformers.__version__}, whose generate() or "
+        "training loop may pass the decoder state or other inputs in a way this code does not know: install a "
+        "tested version rather than risk wrong results."
+    )
+
+
+def _refuse_unknown_arguments(kwargs: dict) -> None:
+    # Silently ignoring an argument could drop the decoder state (transformers 5.24 renamed it) or a loss setting.
+    # Known and not needed: where the passed decoder tokens sit (4.5x generate), which the state counts itself.
+    kwargs.pop("cache_position", None)
+    unknown = sorted(key for key, value in kwargs.items() if value is not None)
+    if unknown:
+        raise TypeError(_unsupported(f"RNNSeq2Seq forward() got arguments it does not understand: {unknown}"))
+
+
+def _decoder_state(past_key_values, cache):
+    """The recurrent state that generate() hands back: as `past_key_values` up to transformers 5.23, as `cache`
+    from 5.24 on. None before the first step; anything but an `RNNDecoderState` is refused, not read as 'no state'."""
+    if past_key_values is not None and cache is not None:
+        raise ValueError("pass the decoder state as `cache` or as `past_key_values`, not both")
+    state = cache if past_key_values is None else past_key_values
+    if state is not None and not isinstance(state, RNNDecoderState):
+        raise TypeError(_unsupported(f"the decoder state must be an RNNDecoderState, got a {type(state).__name__}"))
+    return state
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -47,6 +86,9 @@ class RNNDecoderState:
 
     is_compileable = False
     is_croppable = False
+    # Like a linear-attention layer's, the state summarises the whole prefix: a continued generate() (5.24 on) then
+    # passes the whole prefix, and forward feeds only the tokens after `seen_tokens`.
+    is_linear = (True,)
 
     def __init__(self, hidden, attentional=None, keys=None, values=None, seen_tokens=0):
         self.hidden = hidden
@@ -515,6 +557,10 @@ def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
 class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
     """The encoder–decoder without the output layer; `last_hidden_state` holds the attentional vectors (B, T, E)."""
 
+    # save_pretrained copies this file beside the weights even where it was itself loaded as remote code (4.x does
+    # not mark remote classes for it).
+    _auto_class = "AutoModel"
+
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__(config)
         # One vocabulary, one embedding table: the encoder owns it and the decoder reads target embeddings from it.
@@ -545,8 +591,11 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        cache=None,
         **kwargs,
     ):
+        _refuse_unknown_arguments(kwargs)
+        state = _decoder_state(past_key_values, cache)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
@@ -567,8 +616,6 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones(encoder_states.shape[:2], dtype=torch.long, device=encoder_states.device)
 
-        # Anything but our own state (None, or a cache object built by generate) means "start from the encoder".
-        state = past_key_values if isinstance(past_key_values, RNNDecoderState) else None
         if decoder_inputs_embeds is None:
             if decoder_input_ids is None:
                 raise ValueError("pass decoder_input_ids, decoder_inputs_embeds or labels to the decoder")
@@ -598,6 +645,8 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
 class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
     """The encoder–decoder with its output layer: logits = W_out dropout(h~_t) (Luong et al. 2015, eq. 6)."""
 
+    _auto_class = "AutoModelForSeq2SeqLM"  # see RNNSeq2SeqModel
+    # A dict in 5.x; 4.x iterates it as the list of tied keys.
     _tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
     # A recurrent state cannot be rewound to a prefix: generate() refuses assisted decoding with a clear error.
     _is_stateful = True
@@ -648,8 +697,15 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        cache=None,
+        num_items_in_batch=None,
         **kwargs,
     ):
+        """As transformers' seq2seq models. The decoder state comes back as `past_key_values` (transformers < 5.24) or
+        `cache` (5.24 on). `num_items_in_batch`, passed by transformers' training loop, is the number of target tokens
+        in the whole optimizer step (all accumulated batches, all processes): the loss is then this batch's share of
+        their mean, as that loop expects, instead of this batch's mean."""
+        _refuse_unknown_arguments(kwargs)
         return_dict = self.config.return_dict if return_dict is None else return_dict
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
@@ -666,6 +722,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            cache=cache,
         )
         logits = self.lm_head(self.dropout(outputs.last_hidden_state))  # (B, T, V)
         loss = None
@@ -674,8 +731,11 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
                 logits.reshape(-1, logits.shape[-1]).float(),
                 labels.reshape(-1).to(logits.device),
                 ignore_index=-100,
+                reduction="mean" if num_items_in_batch is None else "sum",
                 label_smoothing=self.config.label_smoothing,
             )
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

@@ -87,7 +87,11 @@ class Seq2SeqTranslationPipeline(Pipeline):
 
     def _forward(self, model_inputs, **generate_kwargs):
         batch_size = model_inputs["input_ids"].shape[0]
-        output_ids = self.model.generate(**model_inputs, **self._prepare_generate_kwargs(generate_kwargs))
+        if hasattr(self, "_prepare_generate_kwargs"):  # transformers 5.23 on: the call's, the pipeline's and defaults
+            generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        else:  # earlier 5.x: the pipeline's prepared generation config, unless the call brings its own
+            generate_kwargs = {"generation_config": self.generation_config, **generate_kwargs}
+        output_ids = self.model.generate(**model_inputs, **generate_kwargs)
         # (batch * num_return_sequences, T) -> (batch, num_return_sequences, T): the pipeline unbatches on dim 0.
         return {"output_ids": output_ids.reshape(batch_size, -1, output_ids.shape[-1])}
 

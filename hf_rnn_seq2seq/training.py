@@ -16,6 +16,7 @@ Run with no arguments to train the default model on Multi30k German->English::
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import math
@@ -47,6 +48,7 @@ from . import ATTENTION_TYPES, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGenerat
 from .allocator import keep_freed_memory_for_reuse
 from .data import MULTI30K_SPLIT_STEMS, DataError, load_hub_dataset, load_parallel_dir, load_parallel_files
 from .metrics import load_metric
+from .modeling_rnn_seq2seq import TESTED_TRANSFORMERS
 from .tokenization import check_vocabulary, train_bpe_tokenizer
 from .translation import decode
 
@@ -594,6 +596,10 @@ def write_model_card(
         training_command=shlex.join(["python", "train.py", *argv]),
         examples=results.get("examples", []),
         usage_source=repr(results["examples"][0]["source"] if results.get("examples") else "..."),
+        remote_code_transformers=TESTED_TRANSFORMERS,
+        package_requirement=next(
+            line for line in importlib.metadata.requires("hf-rnn-seq2seq") if line.startswith("transformers")
+        ),
     )
     card.save(output_dir / "README.md")
 

@@ -17,7 +17,7 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
 from hf_rnn_seq2seq.training import check_checkpoint_weights
 from conftest import WITHOUT_PACKAGE
-from test_modeling import VARIANTS, padded_batch, tiny_config, tiny_model
+from helpers import VARIANTS, padded_batch, tiny_config, tiny_model
 
 # Runs in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never installed it.
 REMOTE_LOAD = WITHOUT_PACKAGE + textwrap.dedent(

@@ -1,6 +1,9 @@
 """The model card train.py writes: Hub metadata with the scores of every split, and the facts a user needs."""
 
+import tomllib
+
 from huggingface_hub import ModelCard
+from packaging.requirements import Requirement
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hf_rnn_seq2seq.training import (
@@ -10,7 +13,7 @@ from hf_rnn_seq2seq.training import (
     ModelArguments,
     write_model_card,
 )
-from test_modeling import tiny_model
+from helpers import PYPROJECT, compat_releases, tiny_model
 
 BLEU_SIGNATURE = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 CHRF_SIGNATURE = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
@@ -68,6 +71,16 @@ def test_text_states_size_command_usage_and_limitations(tmp_path):
     assert 'AutoModelForSeq2SeqLM.from_pretrained("someone/gru-de-en", trust_remote_code=True)' in card.text
     assert "Exposure bias" in card.text and "quality still falls with sentence length" in card.text
     assert "BLEU `" + BLEU_SIGNATURE + "`" in card.text
+
+
+def test_text_states_the_tested_transformers_versions(tmp_path):
+    """The range the model code is tested with (the compat matrix's ends) and the package's declared requirement."""
+    card, _ = written_card(tmp_path)
+    oldest, newest = compat_releases()[0]["transformers"], compat_releases()[-1]["transformers"]
+    assert f"runs with transformers {oldest} to\n{newest}" in card.text
+    requirement = next(line for line in tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+                       if line.startswith("transformers"))
+    assert f"The package needs {Requirement(requirement)}." in card.text
 
 
 def test_a_model_without_attention_names_the_fixed_context_bottleneck(tmp_path):

@@ -8,67 +8,9 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
-from hf_rnn_seq2seq import ATTENTION_TYPES, RNNDecoderState, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+from hf_rnn_seq2seq import RNNDecoderState, RNNSeq2SeqForConditionalGeneration
 from hf_rnn_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqDecoder
-
-PAD, BOS, EOS = 0, 1, 2
-VOCAB = 40
-
-# Every attention type; input feeding where it changes the computation path; the LSTM cell on both paths.
-VARIANTS = [(attention, False, "gru") for attention in ATTENTION_TYPES] + [
-    ("luong_general", True, "gru"),
-    ("bahdanau", True, "gru"),
-    ("luong_general", False, "lstm"),
-    ("bahdanau", True, "lstm"),
-]
-
-
-def tiny_config(attention_type="luong_general", input_feeding=False, **overrides) -> RNNSeq2SeqConfig:
-    values = dict(
-        vocab_size=VOCAB,
-        embedding_dim=12,
-        hidden_size=16,
-        num_encoder_layers=2,
-        num_decoder_layers=2,
-        attention_type=attention_type,
-        input_feeding=input_feeding,
-        dropout=0.0,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-    )
-    if attention_type == "luong_dot":
-        values["encoder_hidden_size"] = 8  # two directions of 8 match the decoder's 16
-    values.update(overrides)
-    return RNNSeq2SeqConfig(**values)
-
-
-def tiny_model(attention_type="luong_general", input_feeding=False, seed=0, **overrides):
-    torch.manual_seed(seed)
-    model = RNNSeq2SeqForConditionalGeneration(tiny_config(attention_type, input_feeding, **overrides)).eval()
-    # Random small models favour no token much; a sharper output layer makes EOS appear at varied positions.
-    with torch.no_grad():
-        model.lm_head.weight.mul_(4.0)
-    return model
-
-
-def padded_batch(seed=0, lengths=(7, 4, 1, 6)):
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.full((len(lengths), max(lengths)), PAD)
-    mask = torch.zeros_like(ids)
-    for row, length in enumerate(lengths):
-        ids[row, :length] = torch.randint(3, VOCAB, (length,), generator=generator)
-        mask[row, :length] = 1
-    return ids, mask
-
-
-def cut_at_eos(sequence: list[int]) -> list[int]:
-    """Generated rows are filled after EOS (with pad or EOS): compare up to the first EOS."""
-    return sequence[: sequence.index(EOS) + 1] if EOS in sequence else sequence
-
-
-def as_lists(sequences: torch.Tensor) -> list[list[int]]:
-    return [cut_at_eos(row) for row in sequences.tolist()]
+from helpers import BOS, EOS, PAD, VARIANTS, VOCAB, as_lists, cut_at_eos, padded_batch, tiny_config, tiny_model
 
 
 @pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
@@ -359,9 +301,9 @@ def test_beam_search_and_samples_keep_one_copy_of_the_encoder_states(attention_t
     # decoder row per copy, so the context vector is formed and fed to torch's GRU / LSTM as it is in training).
     from transformers import GenerationMixin
 
-    monkeypatch.setattr(
+    monkeypatch.setattr(  # from the class dict: a staticmethod before transformers 5.2x stays one
         RNNSeq2SeqForConditionalGeneration, "_expand_inputs_for_generation",
-        GenerationMixin._expand_inputs_for_generation,
+        GenerationMixin.__dict__["_expand_inputs_for_generation"],
     )  # fmt: skip
     library = model.generate(ids, **beam)
     torch.manual_seed(0)
@@ -407,6 +349,65 @@ def test_no_repeat_ngram_size_is_honoured():
     for row in out.tolist():
         bigrams = list(zip(row, row[1:]))
         assert len(bigrams) == len(set(bigrams))
+
+
+@pytest.mark.parametrize("state_argument", ["past_key_values", "cache"])
+@pytest.mark.parametrize("attention_type,input_feeding", [("bahdanau", True), ("luong_general", False)])
+def test_the_state_continues_under_either_name_generate_uses(state_argument, attention_type, input_feeding):
+    """transformers up to 5.23 hands the decoder state back to forward as `past_key_values`, 5.24 as `cache`: called
+    either way, one token a step, the model equals a hand-written greedy loop over the whole prefix without state."""
+    model = tiny_model(attention_type, input_feeding)
+    ids, mask = padded_batch(seed=3)
+    expected = torch.full((ids.shape[0], 1), BOS)
+    tokens, state = expected, None
+    with torch.no_grad():
+        for _ in range(8):
+            logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=expected, use_cache=False).logits
+            expected = torch.cat([expected, logits[:, -1:].argmax(-1)], dim=1)
+            step = model(
+                input_ids=ids, attention_mask=mask, decoder_input_ids=tokens[:, -1:], **{state_argument: state}
+            )
+            state = step["cache"] if "cache" in step else step["past_key_values"]  # the output's name differs too
+            assert isinstance(state, RNNDecoderState)
+            tokens = torch.cat([tokens, step.logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(tokens, expected)
+    generated = model.generate(ids, attention_mask=mask, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    assert torch.equal(generated, expected)
+
+
+def test_an_argument_that_could_carry_state_is_never_dropped():
+    """What this code does not recognise fails naming the running transformers and the tested range."""
+    from transformers import DynamicCache
+
+    model = tiny_model()
+    ids, mask = padded_batch(seed=4)
+    targets = torch.full((ids.shape[0], 1), BOS)
+    tested = r"tested with transformers 4\.46\.3 to 5\.24\.0, and this is transformers \d"
+    with pytest.raises(TypeError, match=r"does not understand: \['decoder_state'\].*" + tested):
+        model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, decoder_state=object())
+    with pytest.raises(TypeError, match=r"must be an RNNDecoderState, got a DynamicCache.*" + tested):
+        model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, cache=DynamicCache())
+    state = model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).past_key_values
+    with pytest.raises(ValueError, match="not both"):
+        model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, cache=state, past_key_values=state)
+    with pytest.raises(TypeError, match=r"does not understand: \['future_state'\]"):
+        model.model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, future_state=state)
+
+
+def test_the_loss_is_a_share_of_the_optimizer_steps_mean_when_told_its_token_count():
+    """The Trainer passes `num_items_in_batch` (target tokens of all batches accumulated into one step) and then no
+    longer divides by the accumulation steps: two half batches must add up to the whole batch's mean loss."""
+    model = tiny_model(label_smoothing=0.1)
+    ids, mask = padded_batch(seed=9)
+    labels = torch.randint(3, VOCAB, (4, 5), generator=torch.Generator().manual_seed(9))
+    labels[0, 3:] = -100
+    whole = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    tokens = (labels != -100).sum()
+    halves = [
+        model(input_ids=ids[rows], attention_mask=mask[rows], labels=labels[rows], num_items_in_batch=tokens).loss
+        for rows in (slice(0, 2), slice(2, 4))
+    ]
+    torch.testing.assert_close(halves[0] + halves[1], whole)
 
 
 def test_generate_continues_from_a_returned_state():

@@ -137,15 +137,18 @@ def test_tiny_model_memorises_64_real_pairs(multi30k_slice, tmp_path):
             "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
             "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no",
             "--vocab_size", "500", "--embedding_dim", "64", "--hidden_size", "128", "--encoder_hidden_size", "64",
-            "--dropout", "0", "--label_smoothing_factor", "0", "--learning_rate", "1e-2",
+            "--dropout", "0", "--label_smoothing_factor", "0", "--learning_rate", "5e-3",
             "--lr_scheduler_type", "constant", "--warmup_steps", "0",
-            "--num_train_epochs", "60", "--per_device_train_batch_size", "16", "--num_beams", "1",
+            "--num_train_epochs", "100", "--per_device_train_batch_size", "16", "--num_beams", "1",
             "--val_max_target_length", "64",
         ],  # fmt: skip
         cwd=tmp_path,
     )
     test = read_json(out / "test_results.json")
     assert test["num_samples"] == 64 and test["num_beams"] == 1
+    # Far from the threshold on any machine: floating-point rounding differs between machines and thread counts, and
+    # with seeds 0-4 (standing in for other rounding) this recipe scored 97.7-100 here. 60 epochs at lr 1e-2 scored
+    # 93.9 here, 89.6 on another machine, and 39 with seed 3.
     assert test["bleu"] > 90, test
 
 

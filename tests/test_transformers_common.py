@@ -1,7 +1,8 @@
 """transformers' own shared model tests (`ModelTesterMixin`, `ConfigTester`) run against our model.
 
-The shared test files come from the transformers 5.23.0 source distribution on PyPI, downloaded by the setup step
-(`pip download --no-deps --no-binary :all: transformers==5.23.0 -d .cache/transformers-sdist`, see `.ci/run`), and
+The shared test files come from the source distribution on PyPI of the transformers release constraints.txt pins,
+downloaded by the setup step (`pip download --no-deps --no-binary :all: transformers==X -d .cache/transformers-sdist`,
+see `.ci/run`), and
 are extracted at import time into a temporary package; they are not copied into this repository. Without the sdist,
 or with another installed transformers version, this module fails at collection and says why. The sdist ships only
 the top-level test files (tests/*.py), so the three modules they import from elsewhere in transformers' test tree
@@ -30,14 +31,14 @@ from safetensors.torch import save_file
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
 
-VERSION = "5.23.0"
+VERSION = "5.24.0"
 SDIST = Path(__file__).resolve().parents[1] / ".cache" / "transformers-sdist" / f"transformers-{VERSION}.tar.gz"
 SHARED = ("test_modeling_common.py", "test_configuration_common.py")
 STAND_INS = {
     "exporters/test_export.py": "class ExportTesterMixin:\n    pass\n",
     "generation/test_utils.py": "class GenerationTesterMixin:\n    pass\n",
-    # As in transformers' tests/utils/test_configuration_utils.py (v5 main; not in the sdist): its keys are exactly the
-    # public fields of 5.23.0's PreTrainedConfig, each with a non-default value.
+    # As in transformers' tests/utils/test_configuration_utils.py (v5 main; not in the sdist): the public settings of
+    # PreTrainedConfig (the same in 5.23.0 and 5.24.0), each with a non-default value.
     "utils/test_configuration_utils.py": textwrap.dedent(
         """
         config_common_kwargs = {

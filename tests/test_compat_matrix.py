@@ -1,0 +1,120 @@
+"""The files saved beside the weights compute the same under every transformers release of compat-matrix.toml.
+
+A folder saved by this environment is loaded as remote code (package blocked, offline, empty HF_HOME) under each
+release, installed in its own folder beside this environment's torch; logits, greedy and beam-4 ids and the
+cross-attentions generate returns must equal this environment's. A folder saved again under the oldest release must
+do the same under every release (models saved by older installs keep working).
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+from helpers import BOS, EOS, REPO_ROOT, compat_releases, padded_batch, tiny_model, transformers_folder
+
+RELEASES = compat_releases()
+WORKER = REPO_ROOT / "tests" / "remote_code_worker.py"
+# Bahdanau attention with input feeding (step by step, attention before the GRU step) and Luong (one GRU call).
+MODELS = {
+    "bahdanau_feeding": dict(attention_type="bahdanau", input_feeding=True),
+    "luong_general": dict(attention_type="luong_general"),
+}
+
+
+def run_worker(release, inputs, outputs, folders, save_to=None) -> dict[str, torch.Tensor]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(transformers_folder(release)),
+        "HF_HOME": tempfile.mkdtemp(prefix="hf_home_"),  # empty: remote code is copied in anew
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [sys.executable, str(WORKER), str(inputs), str(outputs), *map(str, folders)]
+    if save_to is not None:
+        command += ["--save-to", str(save_to)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"transformers {release['transformers']}:\n{done.stderr[-4000:]}"
+    with safe_open(outputs, "pt") as f:
+        metadata = f.metadata()
+        results = {key: f.get_tensor(key) for key in f.keys()}
+    assert metadata == {"transformers": release["transformers"], "hf_rnn_seq2seq_loaded": "False"}, metadata
+    return results
+
+
+def after_eos(ids: torch.Tensor) -> torch.Tensor:
+    """True at the positions after each row's first EOS: (rows, length) -> (rows, length)."""
+    eos = (ids == EOS).int()
+    return eos.cumsum(1) - eos > 0
+
+
+def until_eos(ids: torch.Tensor) -> torch.Tensor:
+    return ids.masked_fill(after_eos(ids), -1)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Folders saved by this environment, the padded batch, and what the package computes for them in-process."""
+    root = tmp_path_factory.mktemp("compat")
+    ids, mask = padded_batch(lengths=(7, 4, 1, 6, 3))
+    decoder_ids = torch.cat([torch.full((ids.shape[0], 1), BOS), ids[:, :5].clamp(min=3)], dim=1)
+    inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder_ids}
+    save_file(inputs, root / "inputs.safetensors")
+    folders = []
+    for name, settings in MODELS.items():
+        model = tiny_model(seed=1, **settings)
+        with torch.no_grad():
+            model.lm_head.weight[EOS] *= 2  # so that some rows end early (with this seed, in every search)
+        model.save_pretrained(root / name)
+        folders.append(root / name)
+    expected = {}
+    for folder in folders:
+        model = RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval()
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
+            expected[f"{folder.name}.logits"] = logits
+            for kind, beams in (("greedy", 1), ("beam", 4)):
+                out = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, num_beams=beams,
+                                     output_attentions=True, return_dict_in_generate=True)
+                expected[f"{folder.name}.{kind}"] = out.sequences
+                attentions = torch.stack([step[0][:, 0, -1] for step in out.cross_attentions])  # (steps, rows, S)
+                expected[f"{folder.name}.{kind}_attentions"] = attentions
+                # The batch must exercise decoding: rows that end early and rows that run to the limit.
+                ended = (out.sequences == EOS).any(dim=1)
+                assert ended.any() and not ended.all(), (folder.name, kind, out.sequences)
+    # Saved again under the oldest release, for the second half of the matrix.
+    resaved = root / "saved-by-oldest"
+    run_worker(RELEASES[0], root / "inputs.safetensors", root / "oldest.safetensors", folders, save_to=resaved)
+    return {"root": root, "folders": folders + [resaved / folder.name for folder in folders], "expected": expected}
+
+
+@pytest.mark.parametrize("release", RELEASES, ids=[release["transformers"] for release in RELEASES])
+def test_remote_code_computes_the_same_under(release, saved):
+    outputs = saved["root"] / f"outputs-{release['transformers']}.safetensors"
+    results = run_worker(release, saved["root"] / "inputs.safetensors", outputs, saved["folders"])
+    for folder in saved["folders"]:
+        origin = "saved by this environment" if folder.parent == saved["root"] else "saved under the oldest release"
+        for key, expected in saved["expected"].items():
+            model, quantity = key.split(".")
+            if model != folder.name:
+                continue
+            got = results[f"{folder.parent.name}/{folder.name}.{quantity}"]
+            where = f"{folder.name} ({origin}), {quantity}, transformers {release['transformers']}"
+            if quantity in ("greedy", "beam"):
+                # Releases fill a row after its EOS differently (4.x with pad, 5.x beam search with EOS).
+                assert torch.equal(until_eos(got), until_eos(expected)), f"{where}:\n{got}\n!=\n{expected}"
+            elif quantity.endswith("_attentions"):
+                # A finished sentence's rows are fed that filler (or, in beam search, dropped from the search at a
+                # step that differs between releases), so its attention counts until its returned sequence's EOS.
+                sequences = saved["expected"][f"{folder.name}.{quantity.removesuffix('_attentions')}"]
+                rows = expected.shape[1] // sequences.shape[0]
+                live = ~after_eos(sequences)[:, 1:].repeat_interleave(rows, dim=0).T  # (steps, rows)
+                torch.testing.assert_close(got[live], expected[live], atol=1e-5, rtol=0, msg=where)
+            else:
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=where)
+
