@@ -39,7 +39,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
 
     model_type = "rnn_seq2seq"
     _auto_class = "AutoConfig"  # save_pretrained copies this file beside the weights
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]  # the decoder state's name before / from 5.24
 
     def __init__(
         self,

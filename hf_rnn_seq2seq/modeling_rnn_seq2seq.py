@@ -27,6 +27,11 @@ except ImportError:  # 4.x initialises before it loads the checkpoint, so torch'
 TESTED_TRANSFORMERS = ("4.46.3", "5.24.0")
 
 
+# The output field that carries the decoder state: transformers 5.24 renamed `past_key_values` to `cache` (the old
+# name still works there, with a deprecation warning on every call).
+_STATE_OUTPUT = "cache" if "cache" in Seq2SeqModelOutput.__dataclass_fields__ else "past_key_values"
+
+
 def _unsupported(problem: str) -> str:
     """An error message for a call this file does not recognise, naming the running and the tested transformers."""
     return (
@@ -633,7 +638,7 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             cross_attentions = (weights.unsqueeze(1),)  # one layer, one head: (B, 1, T, S)
         output = Seq2SeqModelOutput(
             last_hidden_state=attentional,
-            past_key_values=new_state if use_cache else None,
+            **{_STATE_OUTPUT: new_state if use_cache else None},
             decoder_hidden_states=decoder_states,
             cross_attentions=cross_attentions,
             encoder_last_hidden_state=encoder_states,
@@ -739,7 +744,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{_STATE_OUTPUT: getattr(outputs, _STATE_OUTPUT)},
             decoder_hidden_states=outputs.decoder_hidden_states,
             cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,

@@ -26,6 +26,7 @@ INVALID = [
     ("bidirectional_encoder", "yes", "bidirectional_encoder must be true or false"),
     ("input_feeding", 1, "input_feeding must be true or false"),
     ("tie_word_embeddings", None, "tie_word_embeddings must be true or false"),
+    ("use_cache", "no", "use_cache must be true or false"),
     ("pad_token_id", 100, r"pad_token_id must be an integer in \[0, vocab_size=100\)"),
     ("eos_token_id", -1, "eos_token_id must be an integer in"),
     ("bos_token_id", None, "bos_token_id must be an integer in"),

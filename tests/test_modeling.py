@@ -53,12 +53,27 @@ def test_padded_batch_translates_like_each_sentence_alone(attention_type, input_
 
 
 @pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
-def test_one_beam_is_greedy(attention_type, input_feeding, rnn_type):
+def test_a_beam_as_wide_as_the_vocabulary_finds_the_most_probable_two_tokens(attention_type, input_feeding, rnn_type):
+    """Exhaustive search as the reference: with as many beams as tokens, two steps of beam search keep every first
+    token, so they must return the most probable of all V^2 two-token outputs, scored by teacher forcing. (Greedy
+    search differs from it for some sentence here, so the check has teeth.)"""
     model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
-    ids, mask = padded_batch(seed=3)
-    greedy = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
-    one_beam = model.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=1, early_stopping=True)
-    assert as_lists(greedy) == as_lists(one_beam)
+    ids, mask = padded_batch(seed=4, lengths=(7, 4, 1, 6, 3, 5, 2, 8))
+    two_tokens = dict(attention_mask=mask, max_new_tokens=2, min_new_tokens=2, do_sample=False)
+    beam = model.generate(ids, num_beams=VOCAB, **two_tokens)
+    greedy = model.generate(ids, **two_tokens)
+    first, second = torch.cartesian_prod(torch.arange(VOCAB), torch.arange(VOCAB)).T
+    allowed = (first != EOS) & (second != EOS)  # min_new_tokens bars EOS from both steps
+    candidates = torch.stack([torch.full_like(first, BOS), first, second], dim=1)[allowed]  # (V'^2, 3)
+    best = []
+    with torch.no_grad():
+        for row in range(ids.shape[0]):
+            source = ids[row : row + 1, : int(mask[row].sum())].expand(len(candidates), -1)
+            log_probs = model(input_ids=source, decoder_input_ids=candidates[:, :2]).logits.log_softmax(-1)
+            scores = log_probs.gather(-1, candidates[:, 1:, None]).sum((1, 2))
+            best.append(candidates[scores.argmax()].tolist())
+    assert beam.tolist() == best
+    assert greedy.tolist() != best
 
 
 def sequence_log_prob(model, source_ids, source_mask, sequence: list[int]) -> float:
@@ -98,9 +113,21 @@ def reference_decoder(decoder, embeds, encoder_states, mask):
     layer a call of its torch.nn.GRU / nn.LSTM module on the concatenated input (the decoder itself never forms c_t).
     """
     config_type, attention = decoder.attention_type, decoder.attention
-    rows, steps = embeds.shape[:2]
-    hidden = decoder.initial_state(encoder_states, mask, rows).hidden
-    previous = embeds.new_zeros(rows, 1, decoder.attentional_layer.out_features) if decoder.input_feeding else None
+    steps = embeds.shape[1]
+    # The fixed context (Cho et al. 2014) and the bridge (Bahdanau et al. 2015, A.2.2), row by row: the forward
+    # direction's state at the last real token, the backward direction's at the first.
+    half = encoder_states.shape[-1] // 2
+    summaries = []
+    for row, length in enumerate(mask.sum(-1).tolist()):
+        last = encoder_states[row, length - 1]
+        first = encoder_states[row, 0]
+        summaries.append(torch.cat([last[:half], first[half:]]) if decoder.bidirectional_encoder else last)
+    summary = torch.stack(summaries)  # (B, K)
+    bridged = torch.tanh(decoder.bridge(summary))  # (B, L * state)
+    hidden = torch.stack(bridged.chunk(decoder.num_layers, dim=-1))  # (L, B, state)
+    previous = None
+    if decoder.input_feeding:
+        previous = embeds.new_zeros(len(embeds), 1, decoder.attentional_layer.out_features)
 
     def weights_for(query):  # (B, 1, H) -> (B, 1, S)
         if config_type in ("bahdanau", "luong_concat"):
@@ -119,7 +146,7 @@ def reference_decoder(decoder, embeds, encoder_states, mask):
             context = weights_for(hidden[-1, :, None, : decoder.hidden_size]) @ encoder_states
             inputs.append(context)
         elif config_type == "none":
-            context = decoder.summary(encoder_states, mask)[:, None]
+            context = summary[:, None]
             inputs.append(context)
         if previous is not None:
             inputs.append(previous)
@@ -525,3 +552,41 @@ def test_an_untied_output_layer_starts_like_the_table_it_would_share():
     assert head.std().item() == pytest.approx(untied.config.initializer_range, rel=0.05)
     assert head.mean().abs().item() < 0.01
     assert 0.3 < (untied_norm / tied_norm).item() < 3.0  # 0.53 here; 0.15 with the Xavier-initialised layer
+
+
+@pytest.mark.parametrize("accumulation_steps", [2, 4])
+def test_accumulated_batches_take_the_trainers_step_of_one_large_batch(accumulation_steps, tmp_path):
+    """The Trainer hands the model the token count of the whole optimizer step (`num_items_in_batch`) and then no
+    longer divides the loss by the accumulation steps: batches of different lengths accumulated into one step must
+    move the weights as one batch of all of them (plain SGD, no clipping, so the step is the gradient itself)."""
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    generator = torch.Generator().manual_seed(5)
+    examples = []
+    for length in [2, 9, 3, 7, 5, 4, 8, 6]:
+        ids = torch.randint(3, VOCAB, (length,), generator=generator).tolist()
+        examples.append({"input_ids": ids, "attention_mask": [1] * length, "labels": ids[::-1] + [EOS]})
+
+    def collate(batch):
+        def pad(key, value):
+            width = max(len(example[key]) for example in batch)
+            return torch.tensor([example[key] + [value] * (width - len(example[key])) for example in batch])
+
+        return {key: pad(key, value) for key, value in (("input_ids", PAD), ("attention_mask", 0), ("labels", -100))}
+
+    def weights_after_one_step(batch_size, accumulation):
+        model = tiny_model("bahdanau", True)
+        arguments = Seq2SeqTrainingArguments(
+            str(tmp_path / f"run-{batch_size}"), per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1.0, optim="sgd", max_grad_norm=0.0,
+            lr_scheduler_type="constant", save_strategy="no", report_to="none", use_cpu=True, seed=0,
+        )  # fmt: skip
+        Seq2SeqTrainer(model=model, args=arguments, train_dataset=examples, data_collator=collate).train()
+        return {name: tensor.detach().clone() for name, tensor in model.named_parameters()}
+
+    one_batch = weights_after_one_step(len(examples), 1)
+    accumulated = weights_after_one_step(len(examples) // accumulation_steps, accumulation_steps)
+    untrained = dict(tiny_model("bahdanau", True).named_parameters())
+    assert any(not torch.equal(one_batch[name], untrained[name]) for name in one_batch)
+    for name in one_batch:
+        torch.testing.assert_close(accumulated[name], one_batch[name], rtol=0, atol=1e-5, msg=name)

@@ -161,9 +161,10 @@ def test_resume_from_checkpoint_continues_from_the_saved_step(multi30k_slice, tm
     first, resumed = tmp_path / "first", tmp_path / "resumed"
     train([*common, "--output_dir", str(first)], cwd=tmp_path)
     checkpoint = first / "checkpoint-3"
-    # Another seed: a run that ignored the checkpoint would start from other weights and log other losses.
-    train([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", str(checkpoint), "--seed", "1234"],
-          cwd=tmp_path)
+    # Another seed: a run that ignored the checkpoint would start from other weights and log other losses. The same
+    # data seed: the resumed steps then see the batches the first run saw, in the same order.
+    train([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", str(checkpoint), "--seed", "1234",
+           "--data_seed", "0"], cwd=tmp_path)  # fmt: skip
 
     def losses(state_file):
         return {e["step"]: e for e in read_json(state_file)["log_history"] if "loss" in e}
@@ -175,6 +176,8 @@ def test_resume_from_checkpoint_continues_from_the_saved_step(multi30k_slice, tm
     assert final["global_step"] == 6
     assert sorted(continued) == [1, 2, 3, 4, 5, 6]
     assert {step: continued[step] for step in (1, 2, 3)} == saved  # carried over from the checkpoint, not re-run
+    uninterrupted = losses(first / "trainer_state.json")
+    assert {step: continued[step] for step in (4, 5, 6)} == {step: uninterrupted[step] for step in (4, 5, 6)}
 
 
 def test_resume_last_skips_a_checkpoint_whose_save_was_cut_short(multi30k_slice, tmp_path):
