@@ -203,6 +203,32 @@ def test_resume_refuses_truncated_weights(tmp_path):
         check_checkpoint_weights(tmp_path, model)
 
 
+@pytest.mark.parametrize("damage", ["pickle only", "truncated"])
+def test_the_best_model_reload_refuses_a_pickle_only_or_damaged_checkpoint(damage, tmp_path):
+    """At the end of training the Trainer reloads the best checkpoint; it would unpickle pytorch_model.bin, or keep
+    random values for what it cannot read. train.py's trainer checks the checkpoint first."""
+    from transformers import Seq2SeqTrainingArguments
+
+    from hf_rnn_seq2seq.training import TranslationTrainer
+
+    model = tiny_model()
+    best = tmp_path / "checkpoint-2"
+    model.save_pretrained(best)
+    weights = best / "model.safetensors"
+    if damage == "pickle only":
+        torch.save(model.state_dict(), best / "pytorch_model.bin")
+        weights.unlink()
+        message = "has no model.safetensors: weights are read from safetensors only"
+    else:
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        message = "cannot be read .*truncated or corrupt"
+    arguments = Seq2SeqTrainingArguments(str(tmp_path / "run"), report_to="none", use_cpu=True)
+    trainer = TranslationTrainer(model=model, args=arguments)
+    trainer.state.best_model_checkpoint = str(best)
+    with pytest.raises(ValueError, match=message):
+        trainer._load_best_model()
+
+
 def test_base_model_checkpoint_loads_into_the_head_class_like_the_library(tmp_path, caplog):
     torch.manual_seed(0)
     base = RNNSeq2SeqModel(tiny_config(tie_word_embeddings=False)).eval()

@@ -77,10 +77,10 @@ def test_text_states_the_tested_transformers_versions(tmp_path):
     """The range the model code is tested with (the compat matrix's ends) and the package's declared requirement."""
     card, _ = written_card(tmp_path)
     oldest, newest = compat_releases()[0]["transformers"], compat_releases()[-1]["transformers"]
-    assert f"runs with transformers {oldest} to\n{newest}" in card.text
+    assert f"tested with transformers {oldest} to\n{newest}" in card.text
     requirement = next(line for line in tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
                        if line.startswith("transformers"))
-    assert f"The package needs {Requirement(requirement)}." in card.text
+    assert f"requires\n{Requirement(requirement)}." in card.text
 
 
 def test_a_model_without_attention_names_the_fixed_context_bottleneck(tmp_path):

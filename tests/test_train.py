@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from hf_rnn_seq2seq import training
 from hf_rnn_seq2seq.data import DataError
@@ -178,6 +179,41 @@ def test_resume_from_checkpoint_continues_from_the_saved_step(multi30k_slice, tm
     assert {step: continued[step] for step in (1, 2, 3)} == saved  # carried over from the checkpoint, not re-run
     uninterrupted = losses(first / "trainer_state.json")
     assert {step: continued[step] for step in (4, 5, 6)} == {step: uninterrupted[step] for step in (4, 5, 6)}
+
+
+def test_fine_tuning_a_checkpoint_starts_from_its_weights_and_refuses_another_vocabulary(multi30k_slice, tmp_path):
+    """`train.py --model_name_or_path` trains the saved model further (its weights, its tokenizer) and refuses a
+    tokenizer whose vocabulary is not the model's."""
+    from safetensors.torch import load_file
+
+    data_dir = multi30k_slice(train=200, validation=24, test=24)
+    base, tuned, refused = tmp_path / "base", tmp_path / "tuned", tmp_path / "refused"
+    steps = ["--do_train", "--eval_strategy", "no", "--save_strategy", "no", "--warmup_steps", "0"]
+    train(["--data_dir", str(data_dir), "--output_dir", str(base), *TINY, *steps, "--max_steps", "4"], cwd=tmp_path)
+    # The model's own settings come from the checkpoint: only training flags are passed.
+    model_flags = {"--vocab_size", "--embedding_dim", "--hidden_size", "--encoder_hidden_size"}
+    training_flags = [part for flag, value in zip(TINY[::2], TINY[1::2]) if flag not in model_flags
+                      for part in (flag, value)]  # fmt: skip
+    # A vanishing learning rate: the fine-tuned weights must be the checkpoint's, not a fresh initialisation.
+    train(["--data_dir", str(data_dir), "--output_dir", str(tuned), "--model_name_or_path", str(base),
+           *training_flags, *steps, "--max_steps", "2", "--learning_rate", "1e-12"], cwd=tmp_path)  # fmt: skip
+    before, after = load_file(base / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert before.keys() == after.keys()
+    for name in before:
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-8, msg=name)
+    assert read_json(tuned / "tokenizer.json") == read_json(base / "tokenizer.json")
+    assert read_json(tuned / "train_results.json")["train_samples"] == 200
+
+    other = tmp_path / "other-tokenizer"
+    train(["--data_dir", str(data_dir), "--output_dir", str(other), *TINY, *steps, "--max_steps", "1",
+           "--vocab_size", "300"], cwd=tmp_path)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(refused),
+         "--model_name_or_path", str(base), "--tokenizer_name", str(other), *training_flags, *steps, "--max_steps", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"has vocab_size={read_json(base / 'config.json')['vocab_size']}" in result.stderr, result.stderr[-3000:]
 
 
 def test_resume_last_skips_a_checkpoint_whose_save_was_cut_short(multi30k_slice, tmp_path):
