@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import torch
-from report import emit
+from common import add_corpus_argument, emit
 from sacrebleu.metrics import BLEU
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 from hf_rnn_seq2seq.data import load_parallel_dir
 
-REPO = Path(__file__).resolve().parents[1]
 HYPOTHESES_FILE = "generated_predictions.txt"
 BUCKETS = [(1, 10), (11, 15), (16, 20), (21, None)]  # source words, inclusive
 
@@ -81,7 +80,7 @@ def plot(results: dict[str, dict[str, tuple[float, int]]], path: Path) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR pairs (train.py output folders)")
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    add_corpus_argument(parser)
     parser.add_argument("--source_lang", default="de")
     parser.add_argument("--target_lang", default="en")
     parser.add_argument("--out", required=True, help="prefix: writes OUT.md and OUT.png")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from report import emit
+from common import add_corpus_argument, emit
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -22,7 +22,6 @@ from hf_rnn_seq2seq.data import load_parallel_dir
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.translation import translate
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def averaged_model(run_dir: Path, checkpoints: list[Path]):
@@ -40,7 +39,7 @@ def averaged_model(run_dir: Path, checkpoints: list[Path]):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a train.py output folder (with its checkpoint-N folders for averaging)")
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    add_corpus_argument(parser)
     parser.add_argument("--source_lang", default="de")
     parser.add_argument("--target_lang", default="en")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 3, 5, 10])

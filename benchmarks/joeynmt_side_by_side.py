@@ -22,8 +22,8 @@ stop at (JoeyNMT: `joeynmt test`, its own "Generation took" time; ours: `transla
 command, timed around the call). The mean output length is reported beside the speed (JoeyNMT's is read from its
 hypotheses file, after its post-processing; its log shows min_output_length = max_output_length).
 
-JoeyNMT is installed in its own virtual environment (`--joeynmt_venv`, made if missing: torch==2.13.0,
-joeynmt==2.3.0, sentencepiece==0.2.0, importlib_metadata). Run alone: a concurrent torch job slows both.
+JoeyNMT runs in its own virtual environment (`--joeynmt_venv`, made from `benchmarks/joeynmt-requirements.txt`
+by .ci/run, or by the command that file names). Run alone: a concurrent torch job slows both.
 
     python benchmarks/joeynmt_side_by_side.py --out benchmarks/results/joeynmt_side_by_side.md
 """
@@ -38,18 +38,19 @@ import time
 from pathlib import Path
 
 import torch
-from report import emit
+from common import REPO, add_corpus_argument, emit
 
-REPO = Path(__file__).resolve().parents[1]
-JOEYNMT_REQUIREMENTS = ["torch==2.13.0", "joeynmt==2.3.0", "sentencepiece==0.2.0", "importlib_metadata"]
+JOEYNMT_REQUIREMENTS = REPO / "benchmarks" / "joeynmt-requirements.txt"
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>"]  # JoeyNMT's special tokens (ids 0-3)
 
 
-def ensure_joeynmt(venv: Path) -> Path:
+def joeynmt_python(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *JOEYNMT_REQUIREMENTS], check=True)
+        raise SystemExit(
+            f"JoeyNMT's environment {venv} is missing: make it with `python3 -m venv {venv} && "
+            f"{venv}/bin/pip install -r {JOEYNMT_REQUIREMENTS}` (.ci/run does)"
+        )
     return python
 
 
@@ -195,40 +196,6 @@ def run_joeynmt(args, work: Path, python: Path) -> dict:
     }
 
 
-TRANSLATE = """
-import json, resource, sys, time
-import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
-import hf_rnn_seq2seq
-from hf_rnn_seq2seq.translation import translate
-
-folder, max_new_tokens, sentences = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-tokenizer = AutoTokenizer.from_pretrained(folder)
-model = AutoModelForSeq2SeqLM.from_pretrained(folder)
-generate, output_tokens = model.generate, []
-
-def counting_generate(**kwargs):  # tokens before EOS (JoeyNMT's count), read off the generated ids
-    ids = generate(**kwargs)
-    ended = (ids[:, 1:] == model.config.eos_token_id).cumsum(-1) > 0
-    output_tokens.extend((~ended).sum(-1).tolist())
-    return ids
-
-class HoldBackEOS(LogitsProcessor):  # as JoeyNMT's min_output_length does: the EOS score set to -inf, in place
-    def __call__(self, input_ids, scores):
-        scores[:, model.config.eos_token_id] = -float("inf")
-        return scores
-
-fixed_length = dict(num_beams=5, max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList([HoldBackEOS()]))
-translate(model, tokenizer, sentences[:64], batch_size=64, **fixed_length)  # warm-up
-model.generate, output_tokens = counting_generate, []
-start = time.perf_counter()
-translate(model, tokenizer, sentences, batch_size=64, **fixed_length)
-seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "output_tokens": sum(output_tokens) / len(output_tokens),
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-
 def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) -> dict:
     out = work / f"ours_{name}"
     command = [
@@ -245,7 +212,9 @@ def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) 
     results = json.loads((out / "train_results.json").read_text())
     sentences = [de for de, _ in corpus["pairs"]["test"]]
     translated, _ = timed(
-        [sys.executable, "-c", TRANSLATE, str(out), str(args.max_output_length), json.dumps(sentences)], work
+        [sys.executable, str(REPO / "benchmarks" / "fixed_length_translation.py"), str(out),
+         str(args.max_output_length), json.dumps(sentences)],
+        work,
     )
     translation = json.loads(translated.stdout.strip().splitlines()[-1])
     config = json.loads((out / "config.json").read_text())
@@ -266,7 +235,7 @@ def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    add_corpus_argument(parser)
     parser.add_argument("--work_dir", default=str(REPO / ".cache" / "joeynmt_side_by_side"))
     parser.add_argument("--joeynmt_venv", default=str(REPO / ".cache" / "joeynmt-venv"))
     parser.add_argument("--vocab_size", type=int, default=8000)
@@ -284,7 +253,7 @@ def main(argv=None):
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    python = ensure_joeynmt(Path(args.joeynmt_venv))
+    python = joeynmt_python(Path(args.joeynmt_venv))
     corpus = write_segmented_corpus(args, work)
     rows = {"JoeyNMT 2.3, Bahdanau + input feeding": run_joeynmt(args, work, python)}
     print(rows, file=sys.stderr)

@@ -15,12 +15,11 @@ import json
 import time
 from pathlib import Path
 
-from report import emit
+from common import add_corpus_argument, emit
 from sacrebleu.metrics import BLEU
 
 from hf_rnn_seq2seq.data import load_parallel_dir
 
-REPO = Path(__file__).resolve().parents[1]
 LOWERCASED = BLEU(lowercase=True)
 
 
@@ -48,7 +47,7 @@ def row(run_dir: Path, command: str, data_dir: str) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="RUN_DIR=COMMAND pairs")
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    add_corpus_argument(parser)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     lines = [

@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 import torch
-from report import emit
+from common import add_corpus_argument, emit
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "luong_general": dict(attention_type="luong_general"),
     "luong_dot": dict(attention_type="luong_dot", encoder_hidden_size=256),
@@ -154,7 +153,7 @@ def run_worker(name: str, size: str, cache: Path, threads: int) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    add_corpus_argument(parser)
     parser.add_argument("--vocab_size", type=int, default=8000)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=20, help="timed batches per configuration (after 2 warm-up)")

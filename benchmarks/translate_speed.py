@@ -9,17 +9,15 @@ import argparse
 import os
 import resource
 import time
-from pathlib import Path
 
 import torch
-from report import emit
+from common import add_corpus_argument, emit
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
 from hf_rnn_seq2seq.data import load_parallel_dir
 from hf_rnn_seq2seq.translation import translate
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()
@@ -57,7 +55,7 @@ def cut(row, eos):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a folder written by train.py")
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    add_corpus_argument(parser)
     parser.add_argument("--source_lang", default="de")
     parser.add_argument("--target_lang", default="en")
     parser.add_argument("--batch_size", type=int, default=64)

@@ -2,7 +2,6 @@
 
 import os
 import tempfile
-import textwrap
 from pathlib import Path
 
 # huggingface_hub reads these when it is imported, so they are set before any test module imports transformers.
@@ -12,23 +11,12 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf_home_")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration  # noqa: E402
+from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer  # noqa: E402
+from helpers import MAX_NEW_TOKENS, REPO_ROOT, read  # noqa: E402
 
-# The start of a script run in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never
-# installed it (the package is installed in the test environment, so it must be blocked, not just absent).
-WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "hf_rnn_seq2seq":
-                raise ModuleNotFoundError(name)
-
-    sys.meta_path.insert(0, BlockPackage())
-    """
-)
 DATA_DIR = Path(os.environ.get("HF_RNN_SEQ2SEQ_DATA", REPO_ROOT.parent / "shared" / "data"))
 MULTI30K = DATA_DIR / "multi30k"
 
@@ -66,3 +54,18 @@ def multi30k_slice(multi30k_dir, tmp_path_factory):
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def model_folder(multi30k_dir, tmp_path_factory):
+    """A tokenizer trained on real Multi30k lines and a small random model, saved as train.py saves them."""
+    texts = read(multi30k_dir / "train.de.gz", 300) + read(multi30k_dir / "train.en.gz", 300)
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=400)
+    torch.manual_seed(0)
+    config = RNNSeq2SeqConfig(vocab_size=len(tokenizer), embedding_dim=16, hidden_size=24, dropout=0.0)
+    model = RNNSeq2SeqForConditionalGeneration(config).eval()
+    model.generation_config.max_new_tokens = MAX_NEW_TOKENS
+    folder = tmp_path_factory.mktemp("model")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, model, tokenizer

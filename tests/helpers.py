@@ -1,9 +1,16 @@
 """Helpers shared by several test files (fixtures live in conftest.py)."""
 
+import gzip
+import io
+import json
+import os
 import subprocess
 import sys
+import textwrap
 import tomllib
 from pathlib import Path
+
+import pytest
 
 import torch
 from packaging.requirements import Requirement
@@ -14,7 +21,89 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPAT_MATRIX = REPO_ROOT / "compat-matrix.toml"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
+TRAIN_PY = REPO_ROOT / "train.py"
+REMOTE_CODE_WORKER = REPO_ROOT / "tests" / "remote_code_worker.py"
+TOKEN = "hf_test_token"  # the local Hub stand-in's
+MAX_NEW_TOKENS = 12  # the generation limit of the model_folder fixture's model
 COMPAT_CACHE = REPO_ROOT / ".cache" / "compat"
+
+
+# The start of a script run in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never
+# installed it (the package is installed in the test environment, so it must be blocked, not just absent).
+WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockPackage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "hf_rnn_seq2seq":
+                raise ModuleNotFoundError(name)
+
+    sys.meta_path.insert(0, BlockPackage())
+    """
+)
+# A model small enough for a few seconds of training on two cores.
+TINY = [
+    "--vocab_size", "400",
+    "--embedding_dim", "32",
+    "--hidden_size", "64",
+    "--encoder_hidden_size", "32",
+    "--per_device_train_batch_size", "32",
+    "--per_device_eval_batch_size", "64",
+    "--max_source_length", "48",
+    "--max_target_length", "48",
+    "--val_max_target_length", "48",
+    "--num_beams", "2",
+    "--disable_tqdm", "True",
+    "--seed", "0",
+]  # fmt: skip
+
+
+def run(command, cwd, env=None, timeout=300):
+    """Run a command (by default with the test environment: offline, temporary HF_HOME); fail with its output."""
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ) if env is None else env,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{command[:3]} exited with {result.returncode}\n--- stdout\n{result.stdout[-6000:]}\n"
+                    f"--- stderr\n{result.stderr[-6000:]}")
+    return result
+
+
+def train(args, cwd):
+    return run([sys.executable, str(TRAIN_PY), *args], cwd)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def hub_env(hub, tmp_path, name, token=None):
+    """The environment of a Hub client process: this server, online, its own empty HF_HOME."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / f"hf_home_{name}"), HF_HUB_DISABLE_TELEMETRY="1")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def call_script(main, *args, stdin="", monkeypatch=None, capsys=None):
+    """Run a console script's function in-process; returns (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        main(list(map(str, args)))
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def read(path, count):
+    """The first `count` lines of a gzipped text file, without their line ends."""
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return [next(handle).rstrip("\n") for _ in range(count)]
 
 
 def compat_releases() -> list[dict[str, str]]:
@@ -31,18 +120,32 @@ def package_transformers_range() -> tuple[str, str]:
     return oldest, newest
 
 
+def _pins(release: dict[str, str]) -> list[str]:
+    return [f"{name}=={version}" for name, version in release.items()]
+
+
 def transformers_folder(release: dict[str, str]) -> Path:
-    """A folder holding `release`'s transformers, tokenizers and huggingface_hub with what they require (not torch,
-    which transformers does not require: it comes from the running environment), installed on first use and reused
-    after. Put it first on PYTHONPATH."""
+    """The folder holding `release`'s transformers, tokenizers and huggingface_hub with what they require (not torch,
+    which transformers does not require: it comes from the running environment). Put it first on PYTHONPATH."""
     folder = COMPAT_CACHE / f"transformers-{release['transformers']}"
-    pins = [f"{name}=={version}" for name, version in release.items()]
     done = folder / ".installed"
-    if not done.exists() or done.read_text().split() != pins:
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-conflicts", "--upgrade"]
-        subprocess.run([*pip, "--target", str(folder), *pins], check=True)
-        done.write_text(" ".join(pins) + "\n")
+    if not done.exists() or done.read_text().split() != _pins(release):
+        raise FileNotFoundError(
+            f"transformers {release['transformers']} is not installed in {folder}: run "
+            "`.venv/bin/python tests/helpers.py install-compat` (.ci/run does)"
+        )
     return folder
+
+
+def install_compat_releases() -> None:
+    """Install every release of compat-matrix.toml in its own folder under .cache/compat/ (those not there yet)."""
+    for release in compat_releases():
+        folder = COMPAT_CACHE / f"transformers-{release['transformers']}"
+        done = folder / ".installed"
+        if not done.exists() or done.read_text().split() != _pins(release):
+            pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-conflicts", "--upgrade"]
+            subprocess.run([*pip, "--target", str(folder), *_pins(release)], check=True)
+            done.write_text(" ".join(_pins(release)) + "\n")
 
 
 PAD, BOS, EOS = 0, 1, 2
@@ -105,7 +208,11 @@ def as_lists(sequences: torch.Tensor) -> list[list[int]]:
     return [cut_at_eos(row) for row in sequences.tolist()]
 
 
-if __name__ == "__main__":
-    # .ci/run: the folder holding the oldest transformers release the package admits, for its second test run.
-    oldest = package_transformers_range()[0]
-    print(transformers_folder(next(release for release in compat_releases() if release["transformers"] == oldest)))
+if __name__ == "__main__":  # for .ci/run
+    if sys.argv[1:] == ["install-compat"]:
+        install_compat_releases()
+    elif sys.argv[1:] == ["oldest-package-transformers"]:  # the folder for the package's second test run
+        oldest = package_transformers_range()[0]
+        print(transformers_folder(next(release for release in compat_releases() if release["transformers"] == oldest)))
+    else:
+        raise SystemExit("usage: python tests/helpers.py install-compat | oldest-package-transformers")

@@ -1,4 +1,5 @@
-"""Load saved model folders as remote code and record what they compute, for tests/test_compat_matrix.py.
+"""Load saved model folders as remote code and record what they compute (tests/test_compat_matrix.py,
+tests/test_checkpoints.py).
 
 Run as a script in a fresh interpreter whose transformers may be any release (put its folder first on PYTHONPATH);
 importing hf_rnn_seq2seq is blocked, as on a machine that never installed it, so only the files saved beside the
@@ -6,10 +7,9 @@ weights can build the model:
 
     python tests/remote_code_worker.py INPUTS.safetensors OUTPUTS.safetensors FOLDER... [--save-to DIR]
 
-For each folder PARENT/NAME it writes `PARENT/NAME.logits` (a teacher-forced padded batch), `PARENT/NAME.greedy` and
-`PARENT/NAME.beam` (the ids of greedy and beam-4 search) and `PARENT/NAME.greedy_attentions` /
-`PARENT/NAME.beam_attentions` (the cross-attentions generate returns, one (rows, source length) slice per step);
-`--save-to` saves every loaded model again, under this transformers, to DIR/NAME.
+For each folder PARENT/NAME it writes `PARENT/NAME.QUANTITY` for every quantity of `outputs_of`; `--save-to` saves
+every loaded model again, under this transformers, to DIR/NAME. The tests compute their reference with the same
+`outputs_of` (importing this module changes nothing: the package is blocked only when it runs as a script).
 """
 
 import argparse
@@ -17,19 +17,8 @@ import importlib.abc
 import sys
 from pathlib import Path
 
-
-class BlockPackage(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "hf_rnn_seq2seq":
-            raise ModuleNotFoundError(name)
-
-
-sys.meta_path.insert(0, BlockPackage())
-
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
-from transformers import AutoModelForSeq2SeqLM  # noqa: E402
+import torch
+from safetensors.torch import load_file, save_file
 
 MAX_NEW_TOKENS = 8
 
@@ -50,7 +39,31 @@ def generated(model, inputs, **settings) -> tuple[torch.Tensor, torch.Tensor]:
     return out.sequences, attentions
 
 
+def outputs_of(model, base, inputs) -> dict[str, torch.Tensor]:
+    """logits (a teacher-forced padded batch), base (the base model's attentional vectors), greedy / beam (the ids of
+    greedy and beam-4 search) and greedy_attentions / beam_attentions (the cross-attentions generate returns)."""
+    teacher_forced = {key: inputs[key] for key in ("input_ids", "attention_mask", "decoder_input_ids")}
+    with torch.no_grad():  # as everywhere here: CPU kernels differ with autograd on
+        outputs = {
+            "logits": model(**teacher_forced).logits,
+            "base": base(**teacher_forced).last_hidden_state,
+        }
+        for name, beams in (("greedy", 1), ("beam", 4)):
+            outputs[name], outputs[f"{name}_attentions"] = generated(model, inputs, num_beams=beams)
+    return outputs
+
+
+class BlockPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "hf_rnn_seq2seq":
+            raise ModuleNotFoundError(name)
+
+
 def main():
+    sys.meta_path.insert(0, BlockPackage())  # before any model code is loaded
+    import transformers
+    from transformers import AutoModel, AutoModelForSeq2SeqLM
+
     parser = argparse.ArgumentParser()
     parser.add_argument("inputs")
     parser.add_argument("outputs")
@@ -61,20 +74,13 @@ def main():
     inputs = load_file(args.inputs)
     results = {}
     for folder in args.folders:
-        label = f"{folder.parent.name}/{folder.name}"
         model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True).eval()
-        if not type(model).__module__.startswith("transformers_modules"):
-            raise SystemExit(f"{folder} was not loaded as remote code: {type(model).__module__}")
-        with torch.no_grad():  # as in the reference: CPU kernels differ with autograd on
-            results[f"{label}.logits"] = model(
-                input_ids=inputs["input_ids"],
-                attention_mask=inputs["attention_mask"],
-                decoder_input_ids=inputs["decoder_input_ids"],
-            ).logits
-            for name, settings in {"greedy": {"num_beams": 1}, "beam": {"num_beams": 4}}.items():
-                ids, attentions = generated(model, inputs, **settings)
-                results[f"{label}.{name}"] = ids
-                results[f"{label}.{name}_attentions"] = attentions
+        base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        for loaded in (model, base):
+            if not type(loaded).__module__.startswith("transformers_modules"):
+                raise SystemExit(f"{folder} was not loaded as remote code: {type(loaded).__module__}")
+        label = f"{folder.parent.name}/{folder.name}"
+        results.update({f"{label}.{name}": value for name, value in outputs_of(model, base, inputs).items()})
         if args.save_to is not None:
             model.save_pretrained(args.save_to / folder.name)
     metadata = {"transformers": transformers.__version__, "hf_rnn_seq2seq_loaded": str("hf_rnn_seq2seq" in sys.modules)}

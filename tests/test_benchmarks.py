@@ -76,7 +76,7 @@ def test_translate_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
 
 
 def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
-    """Installs JoeyNMT in its own venv (.cache/joeynmt-venv, kept between runs) the first time."""
+    """JoeyNMT runs in its own venv, .cache/joeynmt-venv, which .ci/run makes (a test installs nothing)."""
     out = tmp_path / "side_by_side.md"
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "joeynmt_side_by_side.py"), "--data_dir", str(multi30k_dir),

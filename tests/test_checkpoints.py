@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,80 +15,55 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
 from hf_rnn_seq2seq.training import check_checkpoint_weights
-from conftest import WITHOUT_PACKAGE
-from helpers import VARIANTS, padded_batch, tiny_config, tiny_model
-
-# Runs in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never installed it.
-REMOTE_LOAD = WITHOUT_PACKAGE + textwrap.dedent(
-    """
-    folder, inputs_path, outputs_path = sys.argv[1:]
-    import torch
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoModel, AutoModelForSeq2SeqLM
-    try:
-        import hf_rnn_seq2seq
-        raise SystemExit("the package must not be importable here")
-    except ModuleNotFoundError:
-        pass
-    inputs = load_file(inputs_path)
-    model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True).eval()
-    assert not type(model).__module__.startswith("hf_rnn_seq2seq"), type(model).__module__
-    base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(base).__name__ == "RNNSeq2SeqModel"
-    ids, mask, targets = inputs["input_ids"], inputs["attention_mask"], inputs["decoder_input_ids"]
-    with torch.no_grad():  # as in the reference: CPU kernels differ with autograd on
-        outputs = {
-            "logits": model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).logits,
-            "base": base(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).last_hidden_state,
-            "greedy": model.generate(ids, attention_mask=mask, max_new_tokens=8),
-            "beam": model.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=3),
-        }
-    save_file({name: tensor.contiguous() for name, tensor in outputs.items()}, outputs_path)
-    """
-)
+from helpers import REMOTE_CODE_WORKER, VARIANTS, padded_batch, tiny_config, tiny_model
+from remote_code_worker import outputs_of
 
 
-def outputs_of(model, base, inputs):
-    ids, mask, targets = inputs["input_ids"], inputs["attention_mask"], inputs["decoder_input_ids"]
-    with torch.no_grad():
-        return {
-            "logits": model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).logits,
-            "base": base(input_ids=ids, attention_mask=mask, decoder_input_ids=targets).last_hidden_state,
-            "greedy": model.generate(ids, attention_mask=mask, max_new_tokens=8),
-            "beam": model.generate(ids, attention_mask=mask, max_new_tokens=8, num_beams=3),
-        }
+def variant_name(attention_type, input_feeding, rnn_type) -> str:
+    return f"{attention_type}-{'feeding' if input_feeding else 'plain'}-{rnn_type}"
+
+
+@pytest.fixture(scope="module")
+def remote_code_outputs(tmp_path_factory):
+    """Every variant saved, then loaded as remote code in one fresh process elsewhere (package blocked, offline, its
+    own HF_HOME), with what each computed: (folder of saved variants, inputs, outputs)."""
+    root = tmp_path_factory.mktemp("remote")
+    ids, mask = padded_batch(seed=20)
+    inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": ids[:, :5].clone()}
+    save_file(inputs, root / "inputs.safetensors")
+    folders = []
+    for variant in VARIANTS:
+        attention_type, input_feeding, rnn_type = variant
+        tiny_model(attention_type, input_feeding, rnn_type=rnn_type).save_pretrained(root / "saved" / variant_name(*variant))
+        folders.append(root / "saved" / variant_name(*variant))
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(root / "hf_home"))
+    result = subprocess.run(
+        [sys.executable, str(REMOTE_CODE_WORKER), str(root / "inputs.safetensors"), str(root / "out.safetensors"), *map(str, folders)],
+        cwd=elsewhere, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "saved", inputs, load_file(root / "out.safetensors")
 
 
 @pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
-def test_fresh_process_remote_code_load_is_bit_identical(attention_type, input_feeding, rnn_type, tmp_path):
-    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
-    folder = tmp_path / "checkpoint"
-    model.save_pretrained(folder)
-    ids, mask = padded_batch(seed=20)
-    inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": ids[:, :5].clone()}
-    save_file(inputs, tmp_path / "inputs.safetensors")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_LOAD, str(folder), str(tmp_path / "inputs.safetensors"), str(tmp_path / "out.safetensors")],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    remote = load_file(tmp_path / "out.safetensors")
-
+def test_fresh_process_remote_code_load_is_bit_identical(attention_type, input_feeding, rnn_type, remote_code_outputs):
+    saved, inputs, remote = remote_code_outputs
+    name = variant_name(attention_type, input_feeding, rnn_type)
+    folder = saved / name
     local = outputs_of(
-        RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval(), RNNSeq2SeqModel.from_pretrained(folder).eval(), inputs
-    )
-    for name in remote:
-        assert torch.equal(remote[name], local[name]), (name, (remote[name].double() - local[name].double()).abs().max())
+        RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval(), RNNSeq2SeqModel.from_pretrained(folder).eval(),
+        inputs,
+    )  # fmt: skip
+    for quantity, value in local.items():
+        got = remote[f"saved/{name}.{quantity}"]
+        assert torch.equal(got, value), (quantity, (got.double() - value.double()).abs().max())
+    model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)  # the very model that was saved
     before_saving = outputs_of(model, model.model, inputs)
-    for name in remote:
-        assert torch.equal(before_saving[name], local[name]), name
+    for quantity, value in local.items():
+        assert torch.equal(before_saving[quantity], value), quantity
 
 
 def test_saved_folder_holds_exactly_the_hub_files(tmp_path):

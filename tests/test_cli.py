@@ -4,9 +4,7 @@ Each console script runs once as the installed executable in a subprocess (as a 
 is checked in-process, where a run costs no interpreter start.
 """
 
-import gzip
 import importlib.metadata
-import io
 import json
 import logging
 import subprocess
@@ -18,36 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration, cli
+from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, cli
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from hf_rnn_seq2seq.data import normalize
 from hf_rnn_seq2seq.translation import decode, translate
-from test_train import TINY
-
-MAX_NEW_TOKENS = 12
-
-
-def read(path, count):
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        return [next(handle).rstrip("\n") for _ in range(count)]
-
-
-@pytest.fixture(scope="module")
-def model_folder(multi30k_dir, tmp_path_factory):
-    """A tokenizer trained on real Multi30k lines and a small random model, saved as train.py saves them."""
-    texts = read(multi30k_dir / "train.de.gz", 300) + read(multi30k_dir / "train.en.gz", 300)
-    tokenizer = train_bpe_tokenizer(texts, vocab_size=400)
-    torch.manual_seed(0)
-    config = RNNSeq2SeqConfig(vocab_size=len(tokenizer), embedding_dim=16, hidden_size=24, dropout=0.0)
-    model = RNNSeq2SeqForConditionalGeneration(config).eval()
-    model.generation_config.max_new_tokens = MAX_NEW_TOKENS
-    folder = tmp_path_factory.mktemp("model")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder, model, tokenizer
-
+from helpers import MAX_NEW_TOKENS, TINY, call_script, read
 
 SCRIPTS = {
     "hf-rnn-seq2seq-train": "hf_rnn_seq2seq.cli:train_main",
@@ -64,18 +39,6 @@ def run_script(name, *args, stdin=None):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
-
-
-def call_script(main, *args, stdin="", monkeypatch=None, capsys=None):
-    """Run a console script's function in-process; returns (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    try:
-        main(list(map(str, args)))
-        status = 0
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_batched_translation_equals_one_by_one(model_folder, multi30k_dir):

@@ -1,8 +1,8 @@
 """The files saved beside the weights compute the same under every transformers release of compat-matrix.toml.
 
 A folder saved by this environment is loaded as remote code (package blocked, offline, empty HF_HOME) under each
-release, installed in its own folder beside this environment's torch; logits, greedy and beam-4 ids and the
-cross-attentions generate returns must equal this environment's. A folder saved again under the oldest release must
+release, installed in its own folder beside this environment's torch; logits (of the head and the base model),
+greedy and beam-4 ids and the cross-attentions generate returns must equal this environment's. A folder saved again under the oldest release must
 do the same under every release (models saved by older installs keep working).
 """
 
@@ -16,11 +16,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
-from helpers import BOS, EOS, REPO_ROOT, compat_releases, padded_batch, tiny_model, transformers_folder
+from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
+from helpers import BOS, EOS, REMOTE_CODE_WORKER, compat_releases, padded_batch, tiny_model, transformers_folder
+from remote_code_worker import outputs_of
 
 RELEASES = compat_releases()
-WORKER = REPO_ROOT / "tests" / "remote_code_worker.py"
 # Bahdanau attention with input feeding (step by step, attention before the GRU step) and Luong (one GRU call).
 MODELS = {
     "bahdanau_feeding": dict(attention_type="bahdanau", input_feeding=True),
@@ -35,7 +35,7 @@ def run_worker(release, inputs, outputs, folders, save_to=None) -> dict[str, tor
         "HF_HOME": tempfile.mkdtemp(prefix="hf_home_"),  # empty: remote code is copied in anew
         "HF_HUB_OFFLINE": "1",
     }
-    command = [sys.executable, str(WORKER), str(inputs), str(outputs), *map(str, folders)]
+    command = [sys.executable, str(REMOTE_CODE_WORKER), str(inputs), str(outputs), *map(str, folders)]
     if save_to is not None:
         command += ["--save-to", str(save_to)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -75,18 +75,12 @@ def saved(tmp_path_factory):
     expected = {}
     for folder in folders:
         model = RNNSeq2SeqForConditionalGeneration.from_pretrained(folder).eval()
-        with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
-            expected[f"{folder.name}.logits"] = logits
-            for kind, beams in (("greedy", 1), ("beam", 4)):
-                out = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, num_beams=beams,
-                                     output_attentions=True, return_dict_in_generate=True)
-                expected[f"{folder.name}.{kind}"] = out.sequences
-                attentions = torch.stack([step[0][:, 0, -1] for step in out.cross_attentions])  # (steps, rows, S)
-                expected[f"{folder.name}.{kind}_attentions"] = attentions
-                # The batch must exercise decoding: rows that end early and rows that run to the limit.
-                ended = (out.sequences == EOS).any(dim=1)
-                assert ended.any() and not ended.all(), (folder.name, kind, out.sequences)
+        outputs = outputs_of(model, RNNSeq2SeqModel.from_pretrained(folder).eval(), inputs)
+        expected.update({f"{folder.name}.{name}": value for name, value in outputs.items()})
+        # The batch must exercise decoding: rows that end early and rows that run to the limit.
+        for kind in ("greedy", "beam"):
+            ended = (outputs[kind] == EOS).any(dim=1)
+            assert ended.any() and not ended.all(), (folder.name, kind, outputs[kind])
     # Saved again under the oldest release, for the second half of the matrix.
     resaved = root / "saved-by-oldest"
     run_worker(RELEASES[0], root / "inputs.safetensors", root / "oldest.safetensors", folders, save_to=resaved)

@@ -6,7 +6,6 @@ installed it, and starts from an empty HF_HOME, so everything it uses comes from
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ from transformers import AutoTokenizer
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
 from hf_rnn_seq2seq.translation import translate
-from conftest import WITHOUT_PACKAGE
+from helpers import TOKEN, WITHOUT_PACKAGE, hub_env, run
 from hub_server import HubServer
 
 TRAIN_PY = Path(__file__).resolve().parents[1] / "train.py"
@@ -33,7 +32,6 @@ TINY = [
     "--seed", "0",
 ]  # fmt: skip
 
-TOKEN = "hf_test_token"
 USER = "alice"
 MODEL_FILES = {"config.json", "configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py", "model.safetensors",
                "generation_config.json"}  # fmt: skip
@@ -96,25 +94,6 @@ LOAD = WITHOUT_PACKAGE + textwrap.dedent(
     }, report)
     """
 )
-
-
-def hub_env(hub, tmp_path, name, token=None):
-    """The environment of a Hub client process: this server, online, its own empty HF_HOME."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN", "PYTHONPATH")}
-    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / f"hf_home_{name}"), HF_HUB_DISABLE_TELEMETRY="1")
-    if token:
-        env["HF_TOKEN"] = token
-    return env
-
-
-def run(command, env, cwd, timeout=300):
-    result = subprocess.run(
-        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{command[:3]} exited with {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n"
-                    f"--- stderr\n{result.stderr[-6000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_train import TINY, TRAIN_PY, read_json, train
+from helpers import TINY, TRAIN_PY, read_json, train
 
 TRAIN_PAIRS = 400
 BATCH_SIZE = int(TINY[TINY.index("--per_device_train_batch_size") + 1])

@@ -6,7 +6,6 @@ library's PIPELINE_REGISTRY instead (its remote-code use from a Hub repository i
 """
 
 import copy
-import gzip
 
 import pytest
 import torch
@@ -15,13 +14,9 @@ from transformers import pipeline, set_seed
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 from hf_rnn_seq2seq.pipeline_rnn_seq2seq import TASK, Seq2SeqTranslationPipeline
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
+from helpers import read
 
 MAX_NEW_TOKENS = 10
-
-
-def read(path, count):
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        return [next(handle).rstrip("\n") for _ in range(count)]
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hub_server import HubServer
-from test_hub import TOKEN, hub_env, run
-from test_train import TINY, read_json
+from helpers import TINY, TOKEN, hub_env, read_json, run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")

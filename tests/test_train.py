@@ -6,52 +6,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
 from hf_rnn_seq2seq import training
 from hf_rnn_seq2seq.data import DataError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TRAIN_PY = REPO_ROOT / "train.py"
-
-# A model small enough for a few seconds of training on two cores.
-TINY = [
-    "--vocab_size", "400",
-    "--embedding_dim", "32",
-    "--hidden_size", "64",
-    "--encoder_hidden_size", "32",
-    "--per_device_train_batch_size", "32",
-    "--per_device_eval_batch_size", "64",
-    "--max_source_length", "48",
-    "--max_target_length", "48",
-    "--val_max_target_length", "48",
-    "--num_beams", "2",
-    "--disable_tqdm", "True",
-    "--seed", "0",
-]  # fmt: skip
-
-
-def run(command, cwd, timeout=300):
-    """Run a command with the test environment (offline, temporary HF_HOME); fail with its output."""
-    result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ), stdin=subprocess.DEVNULL
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{command} exited with {result.returncode}\n--- stdout\n{result.stdout[-6000:]}\n"
-                    f"--- stderr\n{result.stderr[-6000:]}")
-    return result
-
-
-def train(args, cwd):
-    return run([sys.executable, str(TRAIN_PY), *args], cwd)
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
+from helpers import TINY, TRAIN_PY, read_json, run, train
 
 LOAD_AND_TRANSLATE = textwrap.dedent(
     """

@@ -16,8 +16,7 @@ import pytest
 import torch
 
 from hf_rnn_seq2seq import cli
-from test_cli import call_script, model_folder  # noqa: F401 (fixture)
-from test_train import TINY, TRAIN_PY
+from helpers import TINY, TRAIN_PY, call_script
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_rnn_seq2seq"
 

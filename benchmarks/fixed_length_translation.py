@@ -1,0 +1,58 @@
+"""Time our translation of a test set with JoeyNMT's decoding work: beam 5, batch 64, exactly N decoding steps.
+
+Run by joeynmt_side_by_side.py in a fresh process (so that its peak memory is the translation's alone):
+
+    python benchmarks/fixed_length_translation.py MODEL_FOLDER MAX_NEW_TOKENS SENTENCES_JSON
+
+Prints one JSON line: seconds, mean output tokens before EOS (JoeyNMT's count), peak RSS in MiB.
+"""
+
+import json
+import resource
+import sys
+import time
+
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+
+import hf_rnn_seq2seq  # noqa: F401  registers the classes
+from hf_rnn_seq2seq.translation import translate
+
+
+class HoldBackEOS(LogitsProcessor):
+    """As JoeyNMT's min_output_length does: the EOS score set to -inf, in place."""
+
+    def __init__(self, eos_token_id: int):
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, input_ids, scores):
+        scores[:, self.eos_token_id] = -float("inf")
+        return scores
+
+
+def main(argv: list[str]) -> None:
+    folder, max_new_tokens, sentences = argv[0], int(argv[1]), json.loads(argv[2])
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    eos = model.config.eos_token_id
+    hold_back_eos = LogitsProcessorList([HoldBackEOS(eos)])
+    fixed_length = dict(num_beams=5, max_new_tokens=max_new_tokens, logits_processor=hold_back_eos)
+    translate(model, tokenizer, sentences[:64], batch_size=64, **fixed_length)  # warm-up
+
+    generate, output_tokens = model.generate, []
+
+    def counting_generate(**kwargs):  # tokens before EOS, read off the generated ids
+        ids = generate(**kwargs)
+        ended = (ids[:, 1:] == eos).cumsum(-1) > 0
+        output_tokens.extend((~ended).sum(-1).tolist())
+        return ids
+
+    model.generate = counting_generate
+    start = time.perf_counter()
+    translate(model, tokenizer, sentences, batch_size=64, **fixed_length)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "output_tokens": sum(output_tokens) / len(output_tokens),
+                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
