@@ -6,7 +6,7 @@ this module as `common`.
 
 from pathlib import Path
 
-from hf_rnn_seq2seq.training import DEFAULT_DATA_DIR
+from hf_rnn_seq2seq.data import DEFAULT_DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -82,7 +82,7 @@ def prepare_batches(data_dir: str, vocab_size: int, batch_size: int, count: int,
     """Tokenised, length-grouped batches of the training split (saved so every worker uses the same ones)."""
     from hf_rnn_seq2seq.data import load_parallel_dir
     from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
-    from hf_rnn_seq2seq.training import EpochSeededLengthGroupedSampler, padded_lengths
+    from hf_rnn_seq2seq.trainer import EpochSeededLengthGroupedSampler, padded_lengths
 
     train = load_parallel_dir(data_dir, "de", "en", splits=["train"])["train"]
     pairs = [(row["de"], row["en"]) for row in train["translation"]]

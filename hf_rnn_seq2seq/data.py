@@ -11,6 +11,8 @@ Three sources are supported:
 * one TSV or JSON-lines file, or one file per split (`load_parallel_files`),
 * a Hub dataset (`load_hub_dataset`, online only), mapped by `to_translation_dataset`.
 
+`load_data` picks among them as train.py's arguments say.
+
 Malformed input raises `DataError` (a `ValueError`) naming the file, and the line where
 one is at fault, instead of failing later inside tokenisation or training.
 """
@@ -25,12 +27,21 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
+
+if TYPE_CHECKING:
+    from .arguments import DataTrainingArguments
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+
+# The read-only data next to the repository on the development machines (../shared/data/multi30k).
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
+# The same Multi30k splits on the Hub (columns "en", "de"), used when DEFAULT_DATA_DIR is absent.
+DEFAULT_HUB_DATASET = "bentrevett/multi30k"
 
 # Multi30k names its splits train / val / test_2016_flickr; other corpora can override the stems.
 MULTI30K_SPLIT_STEMS = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
@@ -365,3 +376,60 @@ def load_hub_dataset(
     if "train" not in result:
         raise DataError(f"{name}: missing split 'train' (the dataset has {', '.join(raw)})")
     return datasets.DatasetDict(result)
+
+
+def load_data(data_args: DataTrainingArguments, splits: list[str], cache_dir: str | None) -> datasets.DatasetDict:
+    """The requested splits of the corpus the arguments name (see DataTrainingArguments)."""
+    src, tgt = data_args.source_lang, data_args.target_lang
+    if data_args.dataset_name:
+        raw = load_hub_dataset(data_args.dataset_name, src, tgt, data_args.dataset_config_name, cache_dir)
+        where = data_args.dataset_name
+    elif data_args.train_file or data_args.validation_file or data_args.test_file:
+        files = {
+            split: path
+            for split, path in (
+                ("train", data_args.train_file),
+                ("validation", data_args.validation_file),
+                ("test", data_args.test_file),
+            )
+            if path
+        }
+        columns = data_args.file_languages.split(",") if data_args.file_languages else None
+        raw = load_parallel_files(
+            files,
+            src,
+            tgt,
+            columns=[c.strip() for c in columns] if columns else None,
+            seed=data_args.split_seed,
+            validation_fraction=data_args.validation_split_percentage / 100,
+            test_fraction=data_args.test_split_percentage / 100,
+        )
+        where = ", ".join(str(p) for p in files.values())
+    elif data_args.data_dir is None and not DEFAULT_DATA_DIR.is_dir():
+        logger.info("%s not found: loading Multi30k from the Hub (%s)", DEFAULT_DATA_DIR, DEFAULT_HUB_DATASET)
+        try:
+            raw = load_hub_dataset(DEFAULT_HUB_DATASET, src, tgt, cache_dir=cache_dir)
+        except Exception as e:  # offline, no network, Hub down: all end the same way for the user
+            raise DataError(
+                f"no local Multi30k at {DEFAULT_DATA_DIR} and the Hub dataset {DEFAULT_HUB_DATASET} could not be "
+                f"loaded ({e}). Point --data_dir at a local copy of Multi30k (files train.{src}.gz, val.{src}.gz, "
+                f"test_2016_flickr.{src}.gz and the same for {tgt}; plain or .gz), or go online."
+            ) from e
+        where = DEFAULT_HUB_DATASET
+    else:
+        data_dir = data_args.data_dir or DEFAULT_DATA_DIR
+        stems = {
+            "train": data_args.train_split_stem,
+            "validation": data_args.validation_split_stem,
+            "test": data_args.test_split_stem,
+        }
+        return load_parallel_dir(data_dir, src, tgt, split_stems=stems, splits=splits)
+    missing = [split for split in splits if split not in raw]
+    if missing:
+        raise DataError(f"{where}: missing split(s) {', '.join(missing)} (available: {', '.join(raw)})")
+    return datasets.DatasetDict({split: raw[split] for split in splits})
+
+
+def first(dataset: datasets.Dataset, limit: int | None) -> datasets.Dataset:
+    """The first `limit` rows (all when None)."""
+    return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))

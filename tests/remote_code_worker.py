@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 MAX_NEW_TOKENS = 8
 
 
-def generated(model, inputs, **settings) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, cross-attentions (steps, rows, S)) from generate with the given settings."""
+def generated(model, inputs, **settings) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(ids, cross-attentions (steps, rows, S), None for a model without attention) from generate."""
     out = model.generate(
         inputs["input_ids"],
         attention_mask=inputs["attention_mask"],
@@ -34,14 +34,16 @@ def generated(model, inputs, **settings) -> tuple[torch.Tensor, torch.Tensor]:
         return_dict_in_generate=True,
         **settings,
     )
-    # One tuple per step, one (rows, heads=1, 1, S) tensor per layer (one attention layer).
-    attentions = torch.stack([step[0][:, 0, -1] for step in out.cross_attentions])
-    return out.sequences, attentions
+    # One tuple per step, one (rows, heads=1, 1, S) tensor per layer (one attention layer); None without attention.
+    if out.cross_attentions is None or out.cross_attentions[0] is None:
+        return out.sequences, None
+    return out.sequences, torch.stack([step[0][:, 0, -1] for step in out.cross_attentions])
 
 
 def outputs_of(model, base, inputs) -> dict[str, torch.Tensor]:
     """logits (a teacher-forced padded batch), base (the base model's attentional vectors), greedy / beam (the ids of
-    greedy and beam-4 search) and greedy_attentions / beam_attentions (the cross-attentions generate returns)."""
+    greedy and beam-4 search) and, for a model with attention, greedy_attentions / beam_attentions (the
+    cross-attentions generate returns)."""
     teacher_forced = {key: inputs[key] for key in ("input_ids", "attention_mask", "decoder_input_ids")}
     with torch.no_grad():  # as everywhere here: CPU kernels differ with autograd on
         outputs = {
@@ -49,7 +51,9 @@ def outputs_of(model, base, inputs) -> dict[str, torch.Tensor]:
             "base": base(**teacher_forced).last_hidden_state,
         }
         for name, beams in (("greedy", 1), ("beam", 4)):
-            outputs[name], outputs[f"{name}_attentions"] = generated(model, inputs, num_beams=beams)
+            outputs[name], attentions = generated(model, inputs, num_beams=beams)
+            if attentions is not None:
+                outputs[f"{name}_attentions"] = attentions
     return outputs
 
 

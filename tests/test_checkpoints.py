@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
-from hf_rnn_seq2seq.training import check_checkpoint_weights
+from hf_rnn_seq2seq.checkpoints import check_checkpoint_weights
 from helpers import REMOTE_CODE_WORKER, VARIANTS, padded_batch, tiny_config, tiny_model
 from remote_code_worker import outputs_of
 
@@ -183,7 +183,7 @@ def test_the_best_model_reload_refuses_a_pickle_only_or_damaged_checkpoint(damag
     random values for what it cannot read. train.py's trainer checks the checkpoint first."""
     from transformers import Seq2SeqTrainingArguments
 
-    from hf_rnn_seq2seq.training import TranslationTrainer
+    from hf_rnn_seq2seq.trainer import TranslationTrainer
 
     model = tiny_model()
     best = tmp_path / "checkpoint-2"

@@ -20,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hf_rnn_seq2seq.checkpoints import is_complete
 from helpers import TINY, TRAIN_PY, read_json, train
 
 TRAIN_PAIRS = 400
@@ -72,16 +73,8 @@ def logged_steps(state):
 
 
 def complete_checkpoints(output_dir):
-    """Steps of the checkpoints whose save finished (trainer_state.json, written last, parses); reads only."""
-    steps = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        try:
-            state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if state.get("global_step") == int(path.name.split("-")[1]) and (path / "model.safetensors").is_file():
-            steps.append(state["global_step"])
-    return sorted(steps)
+    """Steps of the checkpoints whose save finished (the package's own check, which reads only)."""
+    return sorted(int(path.name.split("-")[1]) for path in Path(output_dir).glob("checkpoint-*") if is_complete(path))
 
 
 def test_same_seed_gives_identical_weights(data_dir, reference, tmp_path):
@@ -173,7 +166,7 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(data_dir, ref
 # transformers' LengthGroupedSampler (--train_sampling_strategy group_by_length, the default) shuffles with the
 # global torch RNG, so a run resumed in a later epoch drew that epoch's order right after set_seed (the first epoch's
 # order): measured, losses differed from the first step after the resume and weights by up to 6e-3.
-# training.EpochSeededLengthGroupedSampler draws each epoch's order from (seed, epoch) alone; this test holds it.
+# trainer.EpochSeededLengthGroupedSampler draws each epoch's order from (seed, epoch) alone; this test holds it.
 def test_resume_in_a_later_epoch_keeps_the_data_order(data_dir, reference, tmp_path):
     checkpoint = MAX_STEPS - MAX_STEPS % SAVE_STEPS  # 24: step 11 of 13 in the second epoch
     assert checkpoint > STEPS_PER_EPOCH and checkpoint % STEPS_PER_EPOCH

@@ -6,13 +6,9 @@ from huggingface_hub import ModelCard
 from packaging.requirements import Requirement
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from hf_rnn_seq2seq.training import (
-    DEFAULT_HUB_DATASET,
-    DEFAULT_MODEL_CARD_TEMPLATE,
-    DataTrainingArguments,
-    ModelArguments,
-    write_model_card,
-)
+from hf_rnn_seq2seq.arguments import DEFAULT_MODEL_CARD_TEMPLATE, DataTrainingArguments, ModelArguments
+from hf_rnn_seq2seq.data import DEFAULT_HUB_DATASET
+from hf_rnn_seq2seq.publishing import write_model_card
 from helpers import PYPROJECT, compat_releases, tiny_model
 
 BLEU_SIGNATURE = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from hf_rnn_seq2seq import training
+from hf_rnn_seq2seq import arguments, data, training
 from hf_rnn_seq2seq.data import DataError
 from helpers import TINY, TRAIN_PY, read_json, run, train
 
@@ -205,16 +205,17 @@ def test_resume_last_skips_a_checkpoint_whose_save_was_cut_short(multi30k_slice,
 
 def test_resume_last_without_a_checkpoint_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no complete checkpoint in"):
-        training.parse_args(["--output_dir", str(tmp_path), "--resume_from_checkpoint", "last"])
+        _, _, args = arguments.parse_args(["--output_dir", str(tmp_path), "--resume_from_checkpoint", "last"])
+        training.resolve_resume_checkpoint(args)
 
 
 # --------------------------------------------------------------------------- arguments (in-process, no training)
 
 
 def test_no_arguments_means_the_default_multi30k_job():
-    model_args, data_args, args = training.parse_args([])
+    model_args, data_args, args = arguments.parse_args([])
     assert (data_args.source_lang, data_args.target_lang) == ("de", "en")
-    assert data_args.data_dir is None and training.DEFAULT_DATA_DIR.is_dir()
+    assert data_args.data_dir is None and data.DEFAULT_DATA_DIR.is_dir()
     assert args.output_dir == os.path.join("runs", "multi30k-de-en")
     assert args.do_train and args.do_eval and args.do_predict and args.predict_with_generate
     assert args.label_smoothing_factor == 0.1
@@ -228,7 +229,7 @@ def test_no_arguments_means_the_default_multi30k_job():
 
 
 def test_only_the_requested_steps_run():
-    _, data_args, args = training.parse_args(["--do_predict", "--source_lang", "en", "--target_lang", "fr"])
+    _, data_args, args = arguments.parse_args(["--do_predict", "--source_lang", "en", "--target_lang", "fr"])
     assert (args.do_train, args.do_predict) == (False, True)
     assert args.output_dir == os.path.join("runs", "multi30k-en-fr")
 
@@ -240,15 +241,15 @@ def test_arguments_from_one_yaml_file(tmp_path):
         "num_train_epochs: 3\noutput_dir: my-run\nnum_beams: 4\n",
         encoding="utf-8",
     )
-    model_args, data_args, args = training.parse_args([str(settings)])
+    model_args, data_args, args = arguments.parse_args([str(settings)])
     assert (data_args.source_lang, data_args.target_lang, data_args.num_beams) == ("en", "de", 4)
     assert (model_args.attention_type, model_args.hidden_size) == ("bahdanau", 128)
     assert (args.num_train_epochs, args.output_dir) == (3, "my-run")
 
 
 def test_default_data_falls_back_to_the_hub_and_explains_offline(monkeypatch, tmp_path, caplog):
-    monkeypatch.setattr(training, "DEFAULT_DATA_DIR", tmp_path / "no-multi30k-here")
+    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "no-multi30k-here")
     with caplog.at_level("INFO", logger="hf_rnn_seq2seq"), pytest.raises(DataError, match="--data_dir") as error:
-        training.load_data(training.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
+        data.load_data(arguments.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
     assert "bentrevett/multi30k" in str(error.value)
     assert "loading Multi30k from the Hub (bentrevett/multi30k)" in caplog.text

@@ -1,0 +1,106 @@
+"""The Trainer of train.py: length-grouped batches that survive a resume, evaluation in dataset order, checked
+checkpoints, and BLEU/chrF as the metric."""
+
+from __future__ import annotations
+
+import math
+
+import datasets
+import torch
+from transformers import Seq2SeqTrainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from .checkpoints import check_checkpoint_weights
+from .translation import decode
+
+
+def padded_lengths(dataset) -> list[int]:
+    """The length each pair is padded to in a batch: its longer side, in tokens.
+
+    Grouping by source length alone leaves the targets of a batch unsorted (Multi30k de→en, batches of 128: 68% of
+    the padded target positions are real tokens); grouping by the longer side keeps both sides about 90% real.
+    """
+    return [max(len(source), len(target)) for source, target in zip(dataset["input_ids"], dataset["labels"])]
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order (by `padded_lengths`), drawn from (seed, epoch) alone instead of the
+    global torch RNG.
+
+    The stock sampler shuffles with the global generator, whose state when an epoch starts depends on all that
+    was drawn before (dropout included). A run resumed in epoch e > 0 starts that epoch right after `set_seed`,
+    so it saw another order than the run it continues (some pairs twice, some never) and did not reproduce it.
+    `epoch()` is read when the epoch's iteration starts (the Trainer's state: e.0 at the start of epoch e, e plus
+    a fraction when resuming inside it), so every epoch has the same order however the run got there.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int, epoch):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + math.floor(self.epoch()))
+        return super().__iter__()
+
+
+class TranslationTrainer(Seq2SeqTrainer):
+    """`Seq2SeqTrainer` whose evaluation keeps the dataset order and whose length-grouped training order survives a
+    resume (`EpochSeededLengthGroupedSampler`).
+
+    With `train_sampling_strategy="group_by_length"`, transformers also length-groups (and
+    shuffles) evaluation batches, so predictions would not line up with the references and the
+    hypotheses file with the test set. Training batches are still grouped by length.
+    """
+
+    target_tokens_seen = 0  # non-padding target tokens trained on by this process in this run
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        self.target_tokens_seen += int((inputs["labels"] != -100).sum())
+        return super().training_step(model, inputs, *args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, datasets.Dataset):
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            padded_lengths(dataset),
+            seed,
+            epoch=lambda: self.state.epoch or 0,
+        )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        check_checkpoint_weights(resume_from_checkpoint, self.model if model is None else model)
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        check_checkpoint_weights(self.state.best_model_checkpoint, self.model)
+        super()._load_best_model()
+
+    def _get_eval_sampler(self, eval_dataset):
+        if eval_dataset is None or self.args.world_size > 1:
+            return None  # distributed: accelerate shards in order and gathers back in order
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
+    def evaluation_loop(self, *args, **kwargs):
+        # Seq2SeqTrainer.evaluate/predict gather with `accelerator.gather`, which keeps the samples accelerate repeats
+        # to give every process a full last batch: with several processes there would be more predictions than
+        # examples. `gather_for_metrics` drops those repeats.
+        self.gather_function = self.accelerator.gather_for_metrics
+        return super().evaluation_loop(*args, **kwargs)
+
+
+def make_compute_metrics(tokenizer, metric, references: list[str]):
+    """BLEU/chrF of generated ids against the original (untokenised, untruncated) references."""
+
+    def compute_metrics(eval_preds) -> dict[str, float]:
+        predictions = eval_preds.predictions[0] if isinstance(eval_preds.predictions, tuple) else eval_preds.predictions
+        hypotheses = decode(tokenizer, predictions)
+        if len(hypotheses) != len(references):
+            raise RuntimeError(f"{len(hypotheses)} predictions for {len(references)} references")
+        scores = metric.compute(predictions=hypotheses, references=references)
+        return {"bleu": scores["bleu"], "chrf": scores["chrf"], "length_ratio": scores["length_ratio"]}
+
+    return compute_metrics
