@@ -80,8 +80,9 @@ def read_json(path):
 
 
 def hub_env(hub, tmp_path, name, token=None):
-    """The environment of a Hub client process: this server, online, its own empty HF_HOME."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN")}
+    """The environment of a Hub client process: this server, online, its own empty HF_HOME, and the pinned
+    huggingface_hub (no PYTHONPATH: the stand-in server speaks the upload protocol of the pinned release)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN", "PYTHONPATH")}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / f"hf_home_{name}"), HF_HUB_DISABLE_TELEMETRY="1")
     if token:
         env["HF_TOKEN"] = token
