@@ -23,6 +23,8 @@ PYPROJECT = REPO_ROOT / "pyproject.toml"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
 TRAIN_PY = REPO_ROOT / "train.py"
 REMOTE_CODE_WORKER = REPO_ROOT / "tests" / "remote_code_worker.py"
+# What every variant computed before a refactor meant to change no computation (tests/test_reference_outputs.py).
+REFERENCE_OUTPUTS = REPO_ROOT / "tests" / "data" / "reference_outputs.safetensors"
 TOKEN = "hf_test_token"  # the local Hub stand-in's
 MAX_NEW_TOKENS = 12  # the generation limit of the model_folder fixture's model
 COMPAT_CACHE = REPO_ROOT / ".cache" / "compat"
@@ -209,11 +211,31 @@ def as_lists(sequences: torch.Tensor) -> list[list[int]]:
     return [cut_at_eos(row) for row in sequences.tolist()]
 
 
-if __name__ == "__main__":  # for .ci/run
+def reference_outputs() -> dict[str, torch.Tensor]:
+    """Logits, base-model states, greedy and beam-4 ids and cross-attentions of every variant (seeded tiny models),
+    saved as `outputs_of` computes them, as VARIANT.QUANTITY."""
+    from remote_code_worker import outputs_of
+
+    ids, mask = padded_batch(seed=21)
+    inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": ids[:, :5].clone()}
+    outputs = {}
+    for attention_type, input_feeding, rnn_type in VARIANTS:
+        model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
+        name = f"{attention_type}-{'feeding' if input_feeding else 'plain'}-{rnn_type}"
+        outputs.update({f"{name}.{key}": value for key, value in outputs_of(model, model.model, inputs).items()})
+    return outputs
+
+
+if __name__ == "__main__":  # for .ci/run, and by hand
     if sys.argv[1:] == ["install-compat"]:
         install_compat_releases()
+    elif sys.argv[1:] == ["write-reference"]:  # only for a change that is meant to change what the model computes
+        from safetensors.torch import save_file
+
+        REFERENCE_OUTPUTS.parent.mkdir(exist_ok=True)
+        save_file({key: value.contiguous() for key, value in reference_outputs().items()}, REFERENCE_OUTPUTS)
     elif sys.argv[1:] == ["oldest-package-transformers"]:  # the folder for the package's second test run
         oldest = package_transformers_range()[0]
         print(transformers_folder(next(release for release in compat_releases() if release["transformers"] == oldest)))
     else:
-        raise SystemExit("usage: python tests/helpers.py install-compat | oldest-package-transformers")
+        raise SystemExit("usage: python tests/helpers.py install-compat | oldest-package-transformers | write-reference")
