@@ -14,6 +14,7 @@ import pytest
 
 import torch
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from hf_rnn_seq2seq import ATTENTION_TYPES, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 
@@ -24,23 +25,20 @@ CONSTRAINTS = REPO_ROOT / "constraints.txt"
 TRAIN_PY = REPO_ROOT / "train.py"
 REMOTE_CODE_WORKER = REPO_ROOT / "tests" / "remote_code_worker.py"
 # What every variant computed before a refactor meant to change no computation (tests/test_reference_outputs.py).
-REFERENCE_OUTPUTS = REPO_ROOT / "tests" / "data" / "reference_outputs.safetensors"
+REFERENCE_OUTPUTS = REPO_ROOT / "tests" / "data" / "reference_outputs.json"
 TOKEN = "hf_test_token"  # the local Hub stand-in's
 MAX_NEW_TOKENS = 12  # the generation limit of the model_folder fixture's model
 COMPAT_CACHE = REPO_ROOT / ".cache" / "compat"
 
 
 # The start of a script run in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never
-# installed it (the package is installed in the test environment, so it must be blocked, not just absent).
+# installed it (the package is installed in the test environment, so it must be blocked, not just absent): the
+# remote-code worker's blocker.
 WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "hf_rnn_seq2seq":
-                raise ModuleNotFoundError(name)
-
+    f"""
+    import sys
+    sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
+    from remote_code_worker import BlockPackage
     sys.meta_path.insert(0, BlockPackage())
     """
 )
@@ -114,25 +112,40 @@ def compat_releases() -> list[dict[str, str]]:
     return tomllib.loads(COMPAT_MATRIX.read_text())["release"]
 
 
+def pinned_versions() -> dict[str, str]:
+    """constraints.txt as {normalised package name: version}."""
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
 def package_transformers_range() -> tuple[str, str]:
     """The oldest transformers pyproject.toml admits (its >= bound) and the newest tested, which constraints.txt pins."""
     dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
     requirement = next(Requirement(line) for line in dependencies if Requirement(line).name == "transformers")
     oldest = next(spec.version for spec in requirement.specifier if spec.operator == ">=")
-    newest = next(line.split("==")[1] for line in CONSTRAINTS.read_text().splitlines() if line.startswith("transformers=="))
-    return oldest, newest
+    return oldest, pinned_versions()["transformers"]
 
 
 def _pins(release: dict[str, str]) -> list[str]:
     return [f"{name}=={version}" for name, version in release.items()]
 
 
+def _compat_folder(release: dict[str, str]) -> tuple[Path, bool]:
+    """Where `release` is installed, and whether its install there finished (with these pins)."""
+    folder = COMPAT_CACHE / f"transformers-{release['transformers']}"
+    done = folder / ".installed"
+    return folder, done.exists() and done.read_text().split() == _pins(release)
+
+
 def transformers_folder(release: dict[str, str]) -> Path:
     """The folder holding `release`'s transformers, tokenizers and huggingface_hub with what they require (not torch,
     which transformers does not require: it comes from the running environment). Put it first on PYTHONPATH."""
-    folder = COMPAT_CACHE / f"transformers-{release['transformers']}"
-    done = folder / ".installed"
-    if not done.exists() or done.read_text().split() != _pins(release):
+    folder, installed = _compat_folder(release)
+    if not installed:
         raise FileNotFoundError(
             f"transformers {release['transformers']} is not installed in {folder}: run "
             "`.venv/bin/python tests/helpers.py install-compat` (.ci/run does)"
@@ -143,12 +156,11 @@ def transformers_folder(release: dict[str, str]) -> Path:
 def install_compat_releases() -> None:
     """Install every release of compat-matrix.toml in its own folder under .cache/compat/ (those not there yet)."""
     for release in compat_releases():
-        folder = COMPAT_CACHE / f"transformers-{release['transformers']}"
-        done = folder / ".installed"
-        if not done.exists() or done.read_text().split() != _pins(release):
+        folder, installed = _compat_folder(release)
+        if not installed:
             pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-conflicts", "--upgrade"]
             subprocess.run([*pip, "--target", str(folder), *_pins(release)], check=True)
-            done.write_text(" ".join(_pins(release)) + "\n")
+            (folder / ".installed").write_text(" ".join(_pins(release)) + "\n")
 
 
 PAD, BOS, EOS = 0, 1, 2
@@ -161,6 +173,10 @@ VARIANTS = [(attention, False, "gru") for attention in ATTENTION_TYPES] + [
     ("luong_general", False, "lstm"),
     ("bahdanau", True, "lstm"),
 ]
+
+
+def variant_name(attention_type, input_feeding, rnn_type) -> str:
+    return f"{attention_type}-{'feeding' if input_feeding else 'plain'}-{rnn_type}"
 
 
 def tiny_config(attention_type="luong_general", input_feeding=False, **overrides) -> RNNSeq2SeqConfig:
@@ -211,6 +227,33 @@ def as_lists(sequences: torch.Tensor) -> list[list[int]]:
     return [cut_at_eos(row) for row in sequences.tolist()]
 
 
+def run_remote_code_worker(inputs: dict, folders: list[Path], workdir: Path, pythonpath: Path | None = None,
+                           save_to: Path | None = None) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Run tests/remote_code_worker.py on `folders` in a fresh process in `workdir` (offline, an empty HF_HOME, the
+    package blocked), with `pythonpath` first on the path or none at all; return its metadata and outputs."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    save_file(inputs, workdir / "inputs.safetensors")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(workdir / "hf_home"))  # empty: remote code is copied in anew
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    command = [sys.executable, str(REMOTE_CODE_WORKER), "inputs.safetensors", "outputs.safetensors", *map(str, folders)]
+    if save_to is not None:
+        command += ["--save-to", str(save_to)]
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{pythonpath or 'this environment'}:\n{done.stderr[-4000:]}"
+    with safe_open(workdir / "outputs.safetensors", "pt") as f:
+        return f.metadata(), {key: f.get_tensor(key) for key in f.keys()}
+
+
+def saved_reference_outputs() -> dict[str, torch.Tensor]:
+    """REFERENCE_OUTPUTS as tensors (exact: JSON holds each float32 as the float64 it widens to)."""
+    saved = json.loads(REFERENCE_OUTPUTS.read_text())
+    return {key: torch.tensor(entry["values"], dtype=getattr(torch, entry["dtype"])) for key, entry in saved.items()}
+
+
 def reference_outputs() -> dict[str, torch.Tensor]:
     """Logits, base-model states, greedy and beam-4 ids and cross-attentions of every variant (seeded tiny models),
     saved as `outputs_of` computes them, as VARIANT.QUANTITY."""
@@ -219,10 +262,11 @@ def reference_outputs() -> dict[str, torch.Tensor]:
     ids, mask = padded_batch(seed=21)
     inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": ids[:, :5].clone()}
     outputs = {}
-    for attention_type, input_feeding, rnn_type in VARIANTS:
+    for variant in VARIANTS:
+        attention_type, input_feeding, rnn_type = variant
         model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
-        name = f"{attention_type}-{'feeding' if input_feeding else 'plain'}-{rnn_type}"
-        outputs.update({f"{name}.{key}": value for key, value in outputs_of(model, model.model, inputs).items()})
+        computed = outputs_of(model, model.model, inputs)
+        outputs.update({f"{variant_name(*variant)}.{key}": value for key, value in computed.items()})
     return outputs
 
 
@@ -230,10 +274,9 @@ if __name__ == "__main__":  # for .ci/run, and by hand
     if sys.argv[1:] == ["install-compat"]:
         install_compat_releases()
     elif sys.argv[1:] == ["write-reference"]:  # only for a change that is meant to change what the model computes
-        from safetensors.torch import save_file
-
-        REFERENCE_OUTPUTS.parent.mkdir(exist_ok=True)
-        save_file({key: value.contiguous() for key, value in reference_outputs().items()}, REFERENCE_OUTPUTS)
+        saved = {key: {"dtype": str(value.dtype).removeprefix("torch."), "values": value.tolist()}
+                 for key, value in reference_outputs().items()}  # fmt: skip
+        REFERENCE_OUTPUTS.write_text(json.dumps(saved, separators=(",", ":")) + "\n")
     elif sys.argv[1:] == ["oldest-package-transformers"]:  # the folder for the package's second test run
         oldest = package_transformers_range()[0]
         print(transformers_folder(next(release for release in compat_releases() if release["transformers"] == oldest)))

@@ -58,6 +58,8 @@ def outputs_of(model, base, inputs) -> dict[str, torch.Tensor]:
 
 
 class BlockPackage(importlib.abc.MetaPathFinder):
+    """Makes importing hf_rnn_seq2seq fail (also used by tests/helpers.py's WITHOUT_PACKAGE)."""
+
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] == "hf_rnn_seq2seq":
             raise ModuleNotFoundError(name)

@@ -4,8 +4,6 @@ import ast
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +13,8 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
 from hf_rnn_seq2seq.checkpoints import check_checkpoint_weights
-from helpers import REMOTE_CODE_WORKER, VARIANTS, padded_batch, tiny_config, tiny_model
+from helpers import VARIANTS, padded_batch, run_remote_code_worker, tiny_config, tiny_model, variant_name
 from remote_code_worker import outputs_of
-
-
-def variant_name(attention_type, input_feeding, rnn_type) -> str:
-    return f"{attention_type}-{'feeding' if input_feeding else 'plain'}-{rnn_type}"
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +24,15 @@ def remote_code_outputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote")
     ids, mask = padded_batch(seed=20)
     inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": ids[:, :5].clone()}
-    save_file(inputs, root / "inputs.safetensors")
     folders = []
     for variant in VARIANTS:
         attention_type, input_feeding, rnn_type = variant
-        tiny_model(attention_type, input_feeding, rnn_type=rnn_type).save_pretrained(root / "saved" / variant_name(*variant))
         folders.append(root / "saved" / variant_name(*variant))
+        tiny_model(attention_type, input_feeding, rnn_type=rnn_type).save_pretrained(folders[-1])
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(root / "hf_home"))
-    result = subprocess.run(
-        [sys.executable, str(REMOTE_CODE_WORKER), str(root / "inputs.safetensors"), str(root / "out.safetensors"), *map(str, folders)],
-        cwd=elsewhere, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "saved", inputs, load_file(root / "out.safetensors")
+    _, outputs = run_remote_code_worker(inputs, folders, elsewhere)
+    return root / "saved", inputs, outputs
 
 
 @pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)

@@ -2,22 +2,18 @@
 
 A folder saved by this environment is loaded as remote code (package blocked, offline, empty HF_HOME) under each
 release, installed in its own folder beside this environment's torch; logits (of the head and the base model),
-greedy and beam-4 ids and the cross-attentions generate returns must equal this environment's. A folder saved again under the oldest release must
-do the same under every release (models saved by older installs keep working).
+greedy and beam-4 ids and the cross-attentions generate returns must equal this environment's. A folder saved again
+under the oldest release must do the same under every release (models saved by older installs keep working).
 """
 
-import os
-import subprocess
-import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
-from helpers import BOS, EOS, REMOTE_CODE_WORKER, compat_releases, padded_batch, tiny_model, transformers_folder
+from helpers import BOS, EOS, compat_releases, run_remote_code_worker, padded_batch, tiny_model, transformers_folder
 from remote_code_worker import outputs_of
 
 RELEASES = compat_releases()
@@ -28,21 +24,11 @@ MODELS = {
 }
 
 
-def run_worker(release, inputs, outputs, folders, save_to=None) -> dict[str, torch.Tensor]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(transformers_folder(release)),
-        "HF_HOME": tempfile.mkdtemp(prefix="hf_home_"),  # empty: remote code is copied in anew
-        "HF_HUB_OFFLINE": "1",
-    }
-    command = [sys.executable, str(REMOTE_CODE_WORKER), str(inputs), str(outputs), *map(str, folders)]
-    if save_to is not None:
-        command += ["--save-to", str(save_to)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"transformers {release['transformers']}:\n{done.stderr[-4000:]}"
-    with safe_open(outputs, "pt") as f:
-        metadata = f.metadata()
-        results = {key: f.get_tensor(key) for key in f.keys()}
+def run_worker(release, inputs, folders, root, save_to=None) -> dict[str, torch.Tensor]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"transformers-{release['transformers']}-", dir=root))
+    metadata, results = run_remote_code_worker(
+        inputs, folders, workdir, pythonpath=transformers_folder(release), save_to=save_to
+    )
     assert metadata == {"transformers": release["transformers"], "hf_rnn_seq2seq_loaded": "False"}, metadata
     return results
 
@@ -64,7 +50,6 @@ def saved(tmp_path_factory):
     ids, mask = padded_batch(lengths=(7, 4, 1, 6, 3))
     decoder_ids = torch.cat([torch.full((ids.shape[0], 1), BOS), ids[:, :5].clamp(min=3)], dim=1)
     inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder_ids}
-    save_file(inputs, root / "inputs.safetensors")
     folders = []
     for name, settings in MODELS.items():
         model = tiny_model(seed=1, **settings)
@@ -83,14 +68,14 @@ def saved(tmp_path_factory):
             assert ended.any() and not ended.all(), (folder.name, kind, outputs[kind])
     # Saved again under the oldest release, for the second half of the matrix.
     resaved = root / "saved-by-oldest"
-    run_worker(RELEASES[0], root / "inputs.safetensors", root / "oldest.safetensors", folders, save_to=resaved)
-    return {"root": root, "folders": folders + [resaved / folder.name for folder in folders], "expected": expected}
+    run_worker(RELEASES[0], inputs, folders, root, save_to=resaved)
+    return {"root": root, "inputs": inputs, "folders": folders + [resaved / folder.name for folder in folders],
+            "expected": expected}
 
 
 @pytest.mark.parametrize("release", RELEASES, ids=[release["transformers"] for release in RELEASES])
 def test_remote_code_computes_the_same_under(release, saved):
-    outputs = saved["root"] / f"outputs-{release['transformers']}.safetensors"
-    results = run_worker(release, saved["root"] / "inputs.safetensors", outputs, saved["folders"])
+    results = run_worker(release, saved["inputs"], saved["folders"], saved["root"])
     for folder in saved["folders"]:
         origin = "saved by this environment" if folder.parent == saved["root"] else "saved under the oldest release"
         for key, expected in saved["expected"].items():

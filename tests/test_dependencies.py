@@ -6,21 +6,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from hf_rnn_seq2seq.modeling_rnn_seq2seq import TESTED_TRANSFORMERS
-from helpers import CONSTRAINTS, PYPROJECT, compat_releases, package_transformers_range
+from helpers import PYPROJECT, compat_releases, package_transformers_range, pinned_versions
 
 DECLARED = {
     canonicalize_name(requirement.name): requirement
     for requirement in map(Requirement, tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"])
 }
-
-
-def pinned() -> dict[str, str]:
-    pins = {}
-    for line in CONSTRAINTS.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, version = line.split("==")
-            pins[canonicalize_name(name)] = version
-    return pins
 
 
 def test_dependencies_are_ranges_not_pins():
@@ -30,7 +21,7 @@ def test_dependencies_are_ranges_not_pins():
 
 
 def test_the_constraints_pin_every_declared_dependency_inside_its_range():
-    pins = pinned()
+    pins = pinned_versions()
     for name, requirement in DECLARED.items():
         assert name in pins, f"constraints.txt does not pin {name}"
         assert requirement.specifier.contains(pins[name]), f"constraints.txt: {name}=={pins[name]}, outside {requirement}"
@@ -41,7 +32,7 @@ def test_the_matrix_proves_both_ends_of_the_declared_transformers_range():
     huggingface_hub lie inside the declared ranges; the model files' range spans the whole matrix."""
     releases = {release["transformers"]: release for release in compat_releases()}
     oldest, newest = package_transformers_range()
-    assert newest == pinned()["transformers"] == compat_releases()[-1]["transformers"]
+    assert newest == pinned_versions()["transformers"] == compat_releases()[-1]["transformers"]
     for end in (oldest, newest):
         assert end in releases, f"transformers {end}, an end of the declared range, is not in compat-matrix.toml"
         for name, version in releases[end].items():

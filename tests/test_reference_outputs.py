@@ -1,6 +1,6 @@
 """Refactoring changes no computation: every variant computes what it computed when the reference was saved.
 
-`tests/data/reference_outputs.safetensors` holds, for seeded tiny models of every variant, the logits and base-model
+`tests/data/reference_outputs.json` holds, for seeded tiny models of every variant, the logits and base-model
 states of a padded batch, greedy and beam-4 ids and the cross-attentions generate returns (written with
 `python tests/helpers.py write-reference` on 2026-12-03, with the model code of that day, before the decoder is
 restructured). Rewrite it only with a change that is meant to alter what the model computes, and say so.
@@ -8,14 +8,13 @@ restructured). Rewrite it only with a change that is meant to alter what the mod
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from helpers import REFERENCE_OUTPUTS, reference_outputs
+from helpers import reference_outputs, saved_reference_outputs
 
 
 @pytest.fixture(scope="module")
 def now_and_then():
-    return reference_outputs(), load_file(REFERENCE_OUTPUTS)
+    return reference_outputs(), saved_reference_outputs()
 
 
 def test_every_variant_computes_what_the_reference_holds(now_and_then):
