@@ -202,7 +202,7 @@ def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) 
         sys.executable, str(REPO / "train.py"), "--data_dir", args.data_dir, "--output_dir", str(out),
         "--tokenizer_name", str(work / "tokenizer"), "--max_train_samples", str(args.train_pairs),
         "--embedding_dim", str(args.embedding_dim), "--hidden_size", str(args.hidden_size),
-        "--encoder_hidden_size", str(args.hidden_size), "--dropout", "0.1", "--label_smoothing_factor", "0",
+        "--encoder_hidden_size", str(args.hidden_size), "--dropout", "0.1", "--label_smoothing", "0",
         "--learning_rate", "1e-3", "--warmup_steps", "0", "--lr_scheduler_type", "constant",
         "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(args.updates),
         "--logging_steps", str(args.logging_freq), "--do_train", "--eval_strategy", "no", "--save_strategy", "no",

@@ -1,64 +1,124 @@
 """train.py's arguments: the model, the data and the training, as transformers' `HfArgumentParser` dataclasses.
 
 Modelled on transformers' `examples/pytorch/translation/run_translation.py` (same argument names where the concept is
-the same), with the defaults that train a useful GRU model with no flags at all.
+the same), with the defaults that train a useful GRU model with no flags at all. The model's flags are
+RNNSeq2SeqConfig's fields (names, types and help from the config); the recipe's model, where it differs from the
+config's defaults, is `RECIPE_MODEL_SETTINGS`.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
-from .configuration_rnn_seq2seq import ATTENTION_TYPES
+from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNN_TYPES, RNNSeq2SeqConfig
 from .data import DEFAULT_HUB_DATASET, MULTI30K_SPLIT_STEMS
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
-HYPOTHESES_FILE = "generated_predictions.txt"
-TEST_RESULTS_FILE = "test_results.json"
+
+
+# What `python train.py` trains where that differs from RNNSeq2SeqConfig's own defaults: the recipe's model,
+# stated here once (benchmarks/recipes/multi30k-de-en.yaml writes every value out; a test keeps the two equal).
+RECIPE_MODEL_SETTINGS = {"encoder_hidden_size": 256, "dropout": 0.3, "label_smoothing": 0.1}
+# Config fields that are not flags: the tokenizer decides the vocabulary and its special tokens; the rest is fixed.
+_NOT_SETTABLE = {
+    "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "use_cache",
+    "is_encoder_decoder",
+}  # fmt: skip
+_CHOICES = {"attention_type": ATTENTION_TYPES, "rnn_type": RNN_TYPES}
+# What fine-tuning (--model_name_or_path) may change; every other setting defines the checkpoint's tensors.
+FINE_TUNABLE_SETTINGS = ("dropout", "label_smoothing")
+
+
+def _config_help() -> dict[str, str]:
+    """Each field's description from the "Args:" section of RNNSeq2SeqConfig's docstring, where it is written."""
+    described, name = {}, None
+    for line in RNNSeq2SeqConfig.__doc__.split("Args:", 1)[1].splitlines():
+        entry = re.match(r" {8}(\w+): (.*)", line)
+        if entry:
+            name = entry[1]
+            described[name] = entry[2]
+        elif name and line.strip():
+            described[name] += " " + line.strip()
+    return described
+
+
+def _model_setting_fields() -> list[tuple]:
+    """One flag per settable RNNSeq2SeqConfig field, named, typed and described as the config has it. Each defaults
+    to None, "not given", so that fine-tuning can tell a given setting from the recipe's default."""
+    described = _config_help()
+    fields = []
+    for name, parameter in inspect.signature(RNNSeq2SeqConfig.__init__).parameters.items():
+        if name in ("self", "kwargs") or name in _NOT_SETTABLE:
+            continue
+        default = RECIPE_MODEL_SETTINGS.get(name, parameter.default)
+        # The default shown is the recipe's, not the field's None; "%(default).0s" keeps argparse from adding that.
+        shown = "" if default is None else f" (default: {default})"
+        metadata = {"help": f"{described[name]}{shown}%(default).0s"}
+        if name in _CHOICES:
+            metadata["choices"] = list(_CHOICES[name])
+        # A plain bool keeps HfArgumentParser's `--flag` (true) and `--flag false`; other types may be None.
+        kind = bool if parameter.annotation is bool else parameter.annotation | None
+        fields.append((name, kind, field(default=None, metadata=metadata)))
+    return fields
 
 
 @dataclass
-class ModelArguments:
-    """Where the model and tokenizer come from, and the size of a model trained from scratch."""
+class ModelSourceArguments:
+    """Where the model and tokenizer come from, and how a new tokenizer is trained."""
 
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Fine-tune this checkpoint (folder or Hub id) instead of training from scratch."}
     )
     config_name: str | None = field(
-        default=None, metadata={"help": "Start from this config (its vocab size is replaced by the tokenizer's)."}
+        default=None,
+        metadata={"help": "Start from this config (its vocabulary is the tokenizer's; model flags given override it)."},
     )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Reuse this tokenizer instead of training one on the training split."}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
-    vocab_size: int = field(default=8000, metadata={"help": "Size of the joint BPE vocabulary trained here."})
+    vocab_size: int = field(
+        default=8000, metadata={"help": "Size of the joint BPE vocabulary trained here (the model's vocab_size)."}
+    )
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "Minimum count of a BPE merge."})
-    embedding_dim: int = field(default=256, metadata={"help": "Token embedding width."})
-    hidden_size: int = field(default=512, metadata={"help": "Decoder GRU width."})
-    encoder_hidden_size: int | None = field(
-        default=256, metadata={"help": "Width of each encoder GRU direction (None: hidden_size)."}
-    )
-    num_encoder_layers: int = field(default=1, metadata={"help": "Stacked encoder GRU layers."})
-    num_decoder_layers: int = field(default=1, metadata={"help": "Stacked decoder GRU layers."})
-    bidirectional_encoder: bool = field(default=True, metadata={"help": "Read the source in both directions."})
-    attention_type: str = field(
-        default="luong_general", metadata={"help": "Attention of the decoder.", "choices": list(ATTENTION_TYPES)}
-    )
-    input_feeding: bool = field(default=False, metadata={"help": "Feed the attentional vector to the next step."})
-    dropout: float = field(default=0.3, metadata={"help": "Dropout probability."})
-    tie_word_embeddings: bool = field(default=True, metadata={"help": "Share embeddings and output layer."})
     license: str = field(default="apache-2.0", metadata={"help": "License tag written into the model card."})
     model_card_template: str = field(
         default=str(DEFAULT_MODEL_CARD_TEMPLATE), metadata={"help": "Jinja template of the README.md model card."}
     )
+
+    def given_model_settings(self) -> dict:
+        """The RNNSeq2SeqConfig settings given as flags."""
+        return {name: getattr(self, name) for name in MODEL_SETTINGS if getattr(self, name) is not None}
+
+    def new_model_settings(self) -> dict:
+        """The settings of a model trained from scratch: the config's defaults, the recipe's, then the flags'."""
+        parameters = inspect.signature(RNNSeq2SeqConfig.__init__).parameters
+        defaults = {name: parameters[name].default for name in MODEL_SETTINGS}
+        return {**defaults, **RECIPE_MODEL_SETTINGS, **self.given_model_settings()}
+
+
+_MODEL_SETTING_FIELDS = _model_setting_fields()
+MODEL_SETTINGS = tuple(name for name, _, _ in _MODEL_SETTING_FIELDS)
+ModelArguments = make_dataclass(
+    "ModelArguments",
+    _MODEL_SETTING_FIELDS,
+    bases=(ModelSourceArguments,),
+    namespace={
+        "__doc__": "Where the model comes from, and every RNNSeq2SeqConfig setting of a model trained here.",
+        "__module__": __name__,
+    },
+)
 
 
 @dataclass
@@ -132,7 +192,9 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
     per_device_eval_batch_size: int = field(default=128, metadata={"help": "Evaluation batch size per process."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps, or a fraction (< 1) of all steps."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "Decay after warm-up."})
-    label_smoothing_factor: float = field(default=0.1, metadata={"help": "Label smoothing of the training loss."})
+    label_smoothing_factor: float = field(
+        default=0.0, metadata={"help": "Not used: train.py's label smoothing is the model's own, --label_smoothing."}
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
     train_sampling_strategy: str = field(
         default="group_by_length",
@@ -180,6 +242,12 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
         if self.eval_strategy == "no" and self.load_best_model_at_end:
             logger.info("eval_strategy='no': no best model to load at the end")
             self.load_best_model_at_end = False
+        if self.label_smoothing_factor:
+            # The Trainer would smooth the labels a second way, beside the model's loss, and ignore the model's.
+            raise ValueError(
+                "--label_smoothing_factor is not used by train.py: label smoothing is the model's own setting "
+                f"(RNNSeq2SeqConfig.label_smoothing): pass --label_smoothing {self.label_smoothing_factor}"
+            )
         if self.metric_for_best_model in ("bleu", "chrf") and not self.predict_with_generate:
             raise ValueError(f"metric_for_best_model={self.metric_for_best_model} needs --predict_with_generate")
         super().__post_init__()

@@ -1,4 +1,4 @@
-"""Configuration of the GRU encoder–decoder with attention.
+"""Configuration of the RNN (GRU or LSTM) encoder–decoder with attention.
 
 Self-contained on purpose: this file is copied next to the weights for `trust_remote_code` loading, so it may
 import only `transformers` (and `torch`), and it works with every transformers release from 4.46 to the newest
@@ -19,19 +19,21 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         vocab_size: size of the one vocabulary shared by source and target (joint BPE); one embedding table serves
             the encoder, the decoder and (with `tie_word_embeddings`) the output layer.
         embedding_dim: width of the token embeddings and of the attentional vector that feeds the output layer.
-        hidden_size: width of the decoder GRU state.
-        encoder_hidden_size: width of each encoder GRU direction (default: `hidden_size`). The encoder states the
+        hidden_size: width of the decoder RNN state.
+        encoder_hidden_size: width of each encoder RNN direction (default: `hidden_size`). The encoder states the
             decoder attends to are `encoder_hidden_size * (2 if bidirectional_encoder else 1)` wide.
-        num_encoder_layers / num_decoder_layers: stacked GRU layers.
+        num_encoder_layers: stacked encoder RNN layers.
+        num_decoder_layers: stacked decoder RNN layers.
         bidirectional_encoder: read the source in both directions.
-        rnn_type: the recurrent cell, "gru" or "lstm" (whose decoder state carries [h; c]).
-        attention_type: "none" (the fixed-context model of Cho et al. 2014), "bahdanau" (additive, Bahdanau et al.
-            2015), "luong_dot", "luong_general" or "luong_concat" (Luong et al. 2015).
+        rnn_type: the recurrent cell of encoder and decoder, one of `RNN_TYPES`: "gru" or "lstm" (whose decoder
+            state carries [h; c]).
+        attention_type: one of `ATTENTION_TYPES`: "none" (the fixed-context model of Cho et al. 2014), "bahdanau"
+            (additive, Bahdanau et al. 2015), "luong_dot", "luong_general" or "luong_concat" (Luong et al. 2015).
         attention_hidden_size: width of the additive scorer's hidden layer ("bahdanau", "luong_concat"; default
             `hidden_size`).
         input_feeding: feed the previous attentional vector into the next decoder step (Luong et al. 2015, §3.3).
-        dropout: dropout on embeddings, between GRU layers and on the attentional vector.
-        label_smoothing: label smoothing of the cross-entropy loss computed from `labels`.
+        dropout: dropout on embeddings, between RNN layers and on the attentional vector.
+        label_smoothing: label smoothing of the cross-entropy loss computed from `labels` (Szegedy et al. 2016).
         initializer_range: standard deviation of the embedding (and untied output layer) initialisation.
         tie_word_embeddings: share the output layer with the embedding table (Press & Wolf 2017).
         use_cache: return the recurrent decoder state (`past_key_values`) so that generation runs one step at a time.

@@ -1,4 +1,5 @@
-"""GRU encoder–decoder with attention (Cho et al. 2014; Bahdanau et al. 2015; Luong et al. 2015).
+"""RNN encoder–decoder with attention: GRU (Cho et al. 2014) or LSTM cells, Bahdanau et al. (2015) or Luong et al.
+(2015) attention, or the fixed context of Cho et al. (2014).
 
 Self-contained on purpose: this file is copied next to the weights for `trust_remote_code` loading, so it may
 import only `torch`, `transformers` and the configuration file beside it, and it must run on every transformers
@@ -84,7 +85,7 @@ class RNNDecoderState:
     hidden: (L, N, H) GRU states, or (L, N, 2H) LSTM states [h; c]; attentional: (N, 1, E) previous attentional
     vector (input feeding) or None;
     keys: (B, S, A) encoder states projected once for the attention scorer, or None; values: (B, S, D) encoder states
-    multiplied once by every weight matrix that reads the context vector (`RNNSeq2SeqDecoder.project_values`), or
+    multiplied once by every weight matrix that reads the context vector (`PremultipliedContext`), or
     None; seen_tokens: how many decoder tokens it has consumed, so that a continued `generate()` feeds only the tokens
     after them.
     """
@@ -176,7 +177,9 @@ class AdditiveAttention(nn.Module):
         return weights.view(rows, steps, -1)
 
 
-RNN_CLASSES = {"gru": nn.GRU, "lstm": nn.LSTM}
+def _rnn_class(rnn_type: str) -> type[nn.Module]:
+    """torch.nn's class for a `configuration_rnn_seq2seq.RNN_TYPES` entry: nn.GRU or nn.LSTM."""
+    return getattr(nn, rnn_type.upper())
 
 
 def reverse_within_length(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -206,7 +209,7 @@ class RNNSeq2SeqEncoder(nn.Module):
 
         def directional_layers():
             return nn.ModuleList(
-                RNN_CLASSES[config.rnn_type](
+                _rnn_class(config.rnn_type)(
                     config.embedding_dim if i == 0 else config.encoder_output_size,
                     config.encoder_hidden_size,
                     batch_first=True,
@@ -252,32 +255,115 @@ class RNNSeq2SeqEncoder(nn.Module):
         return BaseModelOutput(last_hidden_state=states, hidden_states=all_states)
 
 
-class RNNSeq2SeqDecoder(nn.Module):
-    """Stacked GRU decoder with a learned bridge from the encoder and one of the attention scorers.
+class ContextTerms:
+    """What a decoder step takes from its context vector c_t, by the layer that reads it (rows N, steps T).
 
-    Per step t (Luong et al. 2015, eqs. 5–6; Bahdanau et al. 2015, eq. 4 for the order of attention and GRU step):
-        bahdanau: c_t = attend(s_{t-1}); s_t = GRU([y_{t-1}; c_t; h~_{t-1}?], s_{t-1})
-        luong_*:  s_t = GRU([y_{t-1}; h~_{t-1}?], s_{t-1}); c_t = attend(s_t)
-        none:     c_t = c (the fixed context, Cho et al. 2014); s_t = GRU([y_{t-1}; c; h~_{t-1}?], s_{t-1})
-        h~_t = tanh(W_c [c_t; s_t])   (E wide, so the output layer can share the embedding table)
-    `?` marks input feeding. Without input feeding and without Bahdanau attention nothing feeds back into the GRU
-    except its own state, so a whole teacher-forced sequence runs as one GRU call per layer.
-    When a sentence has several decoder rows (beams, samples), the context vector c_t = sum_s a_ts h_s is not formed:
-    every weight matrix W that reads it is applied to the encoder states once per sentence (`project_values`), and a
-    step mixes those rows, sum_s a_ts (W h_s) = W c_t, instead of multiplying a K-wide c_t per beam and step.
+    first_layer_input: c_t itself (N, T, K), joined to the first RNN layer's input ("bahdanau", and the fixed context
+        of "none"), or None where that layer does not read c_t or gets it as `first_layer_gates`;
+    first_layer_gates: W_ic c_t (N, T, 3H|4H), c_t's share of the first layer's input gates, ready mixed from
+        premultiplied values (`PremultipliedContext`), or None;
+    attentional: W_cc c_t (N, T, E), c_t's share of the attentional layer.
+    """
+
+    __slots__ = ("attentional", "first_layer_input", "first_layer_gates")
+
+    def __init__(self, attentional, first_layer_input=None, first_layer_gates=None):
+        self.attentional = attentional
+        self.first_layer_input = first_layer_input
+        self.first_layer_gates = first_layer_gates
+
+
+def _rnn_step_from_gates(rnn: nn.Module, input_gates: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """One step of a one-layer nn.GRU (Cho et al. 2014, eqs. 5–8) or nn.LSTM whose input product W_i x + b_i comes
+    ready: input_gates (N, 3H|4H), hidden (N, H) or LSTM [h; c] (N, 2H) -> new hidden, same shape. torch.nn's own
+    gate order and equations, so the result is the one `rnn` computes from x."""
+    if isinstance(rnn, nn.LSTM):
+        h, c = hidden.chunk(2, dim=-1)
+        i, f, g, o = (input_gates + nn.functional.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0)).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
+    reset_in, update_in, new_in = input_gates.chunk(3, dim=-1)
+    reset_h, update_h, new_h = nn.functional.linear(hidden, rnn.weight_hh_l0, rnn.bias_hh_l0).chunk(3, dim=-1)
+    update = torch.sigmoid(update_in + update_h)
+    new = torch.tanh(new_in + torch.sigmoid(reset_in + reset_h) * new_h)
+    return new + update * (hidden - new)  # (1 - z) n + z h
+
+
+class PremultipliedContext:
+    """Beam search and sampling decode each sentence in G rows. Instead of forming the context vector
+    c_t = sum_s a_ts h_s (K wide) for every row and step and then multiplying it by each weight matrix W that reads
+    it, every W is applied once per sentence to the encoder states (`values`: S rows instead of G rows a step), and
+    a step mixes those: sum_s a_ts (W h_s) = W c_t. With one row a sentence (training, greedy search) forming c_t is
+    as cheap and its backward pass is cheaper, so the decoder uses this only when a sentence has several rows.
+
+    The readers of c_t are the attentional layer's context columns W_cc (E, K) and, where c_t enters the first RNN
+    layer (Bahdanau), that layer's context columns W_ic (3H|4H, K); the first layer then takes W_ic c_t as part of
+    its input gates (`first_layer_step`) instead of c_t as part of its input.
+    """
+
+    def __init__(self, decoder: "RNNSeq2SeqDecoder"):
+        self.decoder = decoder
+
+    def readers(self) -> dict[str, torch.Tensor]:
+        """The weights that multiply c_t, by the `ContextTerms` field they produce."""
+        decoder = self.decoder
+        readers = {}
+        if decoder.context_in_first_layer:
+            start = decoder.embedding_dim  # the first layer reads [y_{t-1}; c_t; h~_{t-1}?]
+            readers["first_layer_gates"] = decoder.layers[0].weight_ih_l0[:, start : start + decoder.context_size]
+        readers["attentional"] = decoder.attentional_context_weight()
+        return readers
+
+    def project_values(self, encoder_states: torch.Tensor) -> torch.Tensor:
+        """(B, S, K) -> (B, S, D), D = (3H|4H) + E with Bahdanau attention, else E; once per source sentence."""
+        return nn.functional.linear(encoder_states, torch.cat(list(self.readers().values())))
+
+    def read(self, weights: torch.Tensor, values: torch.Tensor) -> ContextTerms:
+        """Attention weights (N, T, S) and the sentence's `values` -> the step's `ContextTerms`, c_t never formed."""
+        readers = self.readers()
+        terms = _mix(weights, values).split([reader.shape[0] for reader in readers.values()], dim=-1)
+        return ContextTerms(**dict(zip(readers, terms)))
+
+    def first_layer_step(self, inputs: torch.Tensor, context_gates: torch.Tensor, hidden: torch.Tensor):
+        """The first RNN layer's step with W_i [y; c_t; h~] split as W_iy y + W_ic c_t + W_ih~ h~, where W_ic c_t comes
+        ready mixed: inputs (N, E|2E) = [y_{t-1}; h~_{t-1}?], context_gates (N, 3H|4H), hidden (N, H|2H) ->
+        new hidden (N, H|2H)."""
+        rnn, width, context_size = self.decoder.layers[0], self.decoder.embedding_dim, self.decoder.context_size
+        weight = rnn.weight_ih_l0
+        gates = torch.addmm(rnn.bias_ih_l0, inputs[:, :width], weight[:, :width].T) + context_gates
+        if inputs.shape[1] > width:  # input feeding: h~_{t-1} is read by the columns after c_t's
+            gates = gates.addmm_(inputs[:, width:], weight[:, width + context_size :].T)
+        return _rnn_step_from_gates(rnn, gates, hidden)
+
+
+class RNNSeq2SeqDecoder(nn.Module):
+    """Stacked RNN (GRU or LSTM) decoder with a learned bridge from the encoder and one of the attention scorers.
+
+    Per step t (Luong et al. 2015, eqs. 5–6; Bahdanau et al. 2015, eq. 4 for the order of attention and RNN step):
+        bahdanau: c_t = attend(s_{t-1}); s_t = RNN([y_{t-1}; c_t; h~_{t-1}?], s_{t-1})
+        luong_*:  s_t = RNN([y_{t-1}; h~_{t-1}?], s_{t-1}); c_t = attend(s_t)
+        none:     c_t = c (the fixed context, Cho et al. 2014); s_t = RNN([y_{t-1}; c; h~_{t-1}?], s_{t-1})
+        h~_t = tanh(W_c [c_t; s_t] + b_c) = tanh(W_cc c_t + W_cs s_t + b_c)   (E wide: the output layer can share
+        the embedding table)
+    `?` marks input feeding. Two paths compute this: `_forward_sequence` runs a whole teacher-forced sequence as one
+    RNN call per layer where nothing but s_{t-1} feeds step t (no input feeding, no Bahdanau attention);
+    `_forward_steps` runs one step at a time otherwise, and in generation. Beams and samples read the context through
+    `PremultipliedContext`.
     """
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__()
-        self.attention_type = config.attention_type
         self.input_feeding = config.input_feeding
         self.num_layers = config.num_decoder_layers
         self.hidden_size = config.hidden_size
         self.embedding_dim = config.embedding_dim
         self.context_size = config.encoder_output_size
         self.bidirectional_encoder = config.bidirectional_encoder
-        self.is_lstm = config.rnn_type == "lstm"
-        state_size = config.hidden_size * (2 if self.is_lstm else 1)  # an LSTM carries [h; c]
+        # Where c_t comes from and who reads it: Bahdanau attends with s_{t-1} before the RNN step and feeds c_t to
+        # the first layer; Luong attends with s_t after it; "none" feeds the fixed context to the first layer.
+        self.attends_before_step = config.attention_type == "bahdanau"
+        self.context_in_first_layer = config.attention_type in ("none", "bahdanau")
+        state_size = config.hidden_size * (2 if config.rnn_type == "lstm" else 1)  # an LSTM carries [h; c]
         self.dropout = nn.Dropout(config.dropout)
         # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) for every decoder layer (Bahdanau et al. 2015, A.2.2).
         self.bridge = nn.Linear(config.encoder_output_size, config.num_decoder_layers * state_size)
@@ -287,24 +373,22 @@ class RNNSeq2SeqDecoder(nn.Module):
             self.attention = MultiplicativeAttention(config)
         else:
             self.attention = None
-        context_in_input = config.attention_type in ("none", "bahdanau")
         input_size = (
             config.embedding_dim
-            + (config.encoder_output_size if context_in_input else 0)
+            + (config.encoder_output_size if self.context_in_first_layer else 0)
             + (config.embedding_dim if config.input_feeding else 0)
         )
         self.layers = nn.ModuleList(
-            RNN_CLASSES[config.rnn_type](
-                input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True
-            )
+            _rnn_class(config.rnn_type)(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True)
             for i in range(config.num_decoder_layers)
         )
         self.attentional_layer = nn.Linear(config.encoder_output_size + config.hidden_size, config.embedding_dim)
+        self.premultiplied = PremultipliedContext(self)
 
     @property
     def runs_in_parallel(self) -> bool:
-        """Whether a teacher-forced sequence can run as one GRU call (nothing but s_{t-1} feeds step t)."""
-        return self.attention_type != "bahdanau" and not self.input_feeding
+        """Whether a teacher-forced sequence can run as one RNN call (nothing but s_{t-1} feeds step t)."""
+        return not self.attends_before_step and not self.input_feeding
 
     def summary(self, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
         """The last encoder state of each direction (the fixed context of Cho et al. 2014): (B, S, K) -> (B, K)."""
@@ -325,68 +409,34 @@ class RNNSeq2SeqDecoder(nn.Module):
         keys = values = None
         if self.attention is not None:
             keys = self.attention.project_keys(encoder_states)
-            # Premultiplied values pay when a sentence has several decoder rows (beams, samples): S rows once instead
-            # of G rows a step. With one row a sentence (training, greedy) forming c_t is as cheap, and its backward
-            # pass is cheaper.
-            values = self.project_values(encoder_states) if rows > encoder_states.shape[0] else None
+            if rows > encoder_states.shape[0]:  # several rows a sentence: see PremultipliedContext
+                values = self.premultiplied.project_values(encoder_states)
         return RNNDecoderState(hidden, attentional, keys, values, seen_tokens=0)
 
-    def _context_readers(self) -> list[torch.Tensor]:
-        """The weights that multiply the context vector: the first GRU layer's input columns for c_t (Bahdanau:
-        (3H|4H, K)), then the attentional layer's (E, K)."""
-        readers = [self.attentional_layer.weight[:, : self.context_size]]
-        if self.attention_type == "bahdanau":
-            start = self.embedding_dim  # the first layer reads [y_{t-1}; c_t; h~_{t-1}?]
-            readers.insert(0, self.layers[0].weight_ih_l0[:, start : start + self.context_size])
-        return readers
+    def attentional_context_weight(self) -> torch.Tensor:
+        """W_cc, the attentional layer's columns that read c_t: (E, K)."""
+        return self.attentional_layer.weight[:, : self.context_size]
 
-    def project_values(self, encoder_states: torch.Tensor) -> torch.Tensor:
-        """(B, S, K) -> (B, S, D): every encoder state times the context readers, computed once per source sentence;
-        D = (3H|4H) + E with Bahdanau attention (GRU input gates, attentional layer), E otherwise."""
-        return nn.functional.linear(encoder_states, torch.cat(self._context_readers()))
+    def context_terms(self, context: torch.Tensor) -> ContextTerms:
+        """The terms of a formed context vector c_t (N, T, K)."""
+        return ContextTerms(
+            attentional=nn.functional.linear(context, self.attentional_context_weight()),
+            first_layer_input=context if self.context_in_first_layer else None,
+        )
 
-    def _read_context(self, weights, encoder_states, values):
-        """What a step takes from c_t = sum_s a_ts h_s, for attention weights (N, T, S): c_t (N, T, K) or None,
-        W_ic c_t (N, T, 3H|4H) or None, W_cc c_t (N, T, E). From the premultiplied `values` where the state has them
-        (c_t is then never formed, and the first layer gets its gates' share instead), else from c_t itself."""
-        if values is None:
-            context = _mix(weights, encoder_states)
-            return context, None, self._context_term(context)
-        terms = _mix(weights, values)
-        if self.attention_type != "bahdanau":
-            return None, None, terms
-        gates, term = terms.split([terms.shape[-1] - self.embedding_dim, self.embedding_dim], dim=-1)
-        return None, gates, term
+    def _attend(self, queries, encoder_states, encoder_mask, state: RNNDecoderState):
+        """queries (N, T, H) -> attention weights (N, T, S) and the `ContextTerms` of c_t = sum_s a_ts h_s."""
+        weights = self.attention(queries, state.keys, encoder_mask)
+        if state.values is not None:
+            return weights, self.premultiplied.read(weights, state.values)
+        return weights, self.context_terms(_mix(weights, encoder_states))
 
-    def _first_layer_step(self, inputs, context_gates, hidden):
-        """One step of the first GRU (or LSTM) layer when c_t's share of its input gates, W_ic c_t, comes ready mixed:
-        torch.nn.GRU's cell (Cho et al. 2014, eqs. 5–8; nn.LSTM's for an LSTM) with W_i [y; c_t; h~] split as
-        W_iy y + W_ic c_t + W_ih~ h~. inputs (N, E|2E) = [y_{t-1}; h~_{t-1}?], context_gates (N, 3H|4H),
-        hidden (N, H|2H) -> new hidden (N, H|2H)."""
-        rnn, width = self.layers[0], self.embedding_dim
-        weight = rnn.weight_ih_l0
-        gates = torch.addmm(rnn.bias_ih_l0, inputs[:, :width], weight[:, :width].T) + context_gates
-        if inputs.shape[1] > width:  # input feeding: h~_{t-1} is read by the columns after c_t's
-            gates = gates.addmm_(inputs[:, width:], weight[:, width + self.context_size :].T)
-        if self.is_lstm:
-            h, c = hidden.chunk(2, dim=-1)
-            i, f, g, o = (gates + nn.functional.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0)).chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
-        reset_in, update_in, new_in = gates.chunk(3, dim=-1)
-        reset_h, update_h, new_h = nn.functional.linear(hidden, rnn.weight_hh_l0, rnn.bias_hh_l0).chunk(3, dim=-1)
-        update = torch.sigmoid(update_in + update_h)
-        new = torch.tanh(new_in + torch.sigmoid(reset_in + reset_h) * new_h)
-        return new + update * (hidden - new)  # (1 - z) n + z h
-
-    def _context_term(self, context):
-        """W_cc c, the attentional layer's share for a formed context vector: (N, T, K) -> (N, T, E)."""
-        return nn.functional.linear(context, self._context_readers()[-1])
-
-    def _attentional(self, context_term, states):
-        """h~ = tanh(W_c [c; s] + b) (Luong et al. 2015, eq. 5) from W_cc c (N, T, E), states (N, T, H): (N, T, E)."""
+    def _attentional(self, terms: ContextTerms, states: torch.Tensor) -> torch.Tensor:
+        """h~ = tanh(W_cc c + W_cs s + b_c) (Luong et al. 2015, eq. 5) for states (N, T, H): (N, T, E)."""
         layer = self.attentional_layer
-        return torch.tanh(context_term + nn.functional.linear(states, layer.weight[:, self.context_size :], layer.bias))
+        return torch.tanh(
+            terms.attentional + nn.functional.linear(states, layer.weight[:, self.context_size :], layer.bias)
+        )
 
     def _run_layers(self, inputs, hidden, context_gates=None):
         """inputs (N, T, In), hidden (L, N, H|2H), context_gates (N, 1, 3H|4H) (one step, c_t not in inputs) or None ->
@@ -394,25 +444,66 @@ class RNNSeq2SeqDecoder(nn.Module):
         layer_states, last_hidden = [], []
         for i, rnn in enumerate(self.layers):
             if i == 0 and context_gates is not None:
-                first = self._first_layer_step(inputs[:, 0], context_gates[:, 0], hidden[0])[None]  # (1, N, H|2H)
+                first = self.premultiplied.first_layer_step(inputs[:, 0], context_gates[:, 0], hidden[0])[None]
                 inputs = first[0, :, None, : self.hidden_size]  # (N, 1, H)
                 layer_states.append(inputs)
-                last_hidden.append(first)
+                last_hidden.append(first)  # (1, N, H|2H)
                 continue
             h = hidden[i : i + 1]
-            if self.is_lstm:
+            if isinstance(rnn, nn.LSTM):
                 h = tuple(part.contiguous() for part in h.chunk(2, dim=-1))  # (h, c)
             inputs, h = rnn(self.dropout(inputs) if i > 0 else inputs, h)
             layer_states.append(inputs)
-            last_hidden.append(torch.cat(h, dim=-1) if self.is_lstm else h)
+            last_hidden.append(torch.cat(h, dim=-1) if isinstance(rnn, nn.LSTM) else h)
         return inputs, torch.cat(last_hidden, dim=0), layer_states
+
+    def _forward_sequence(self, embedded, encoder_states, encoder_mask, state, fixed_terms):
+        """All T steps at once: one RNN call per layer, then attention for every step (Luong) or the fixed context."""
+        inputs = embedded  # (N, T, E)
+        if fixed_terms is not None:
+            fixed = fixed_terms.first_layer_input.expand(-1, embedded.shape[1], -1)  # (N, T, K)
+            inputs = torch.cat([embedded, fixed], dim=-1)
+        states, hidden, layer_states = self._run_layers(inputs, state.hidden)  # (N, T, H)
+        weights, terms = None, fixed_terms
+        if self.attention is not None:
+            weights, terms = self._attend(states, encoder_states, encoder_mask, state)
+        attentional = self._attentional(terms, states)  # (N, T, E)
+        new_state = RNNDecoderState(hidden, None, state.keys, state.values, state.seen_tokens + embedded.shape[1])
+        return attentional, new_state, layer_states, weights
+
+    def _forward_steps(self, embedded, encoder_states, encoder_mask, state, fixed_terms):
+        """One step at a time: s_t depends on c_t (Bahdanau) or on h~_{t-1} (input feeding)."""
+        hidden, previous = state.hidden, state.attentional
+        outputs, step_weights, step_layer_states = [], [], []
+        for t in range(embedded.shape[1]):
+            weights, terms = None, fixed_terms
+            if self.attends_before_step:
+                query = hidden[-1, :, None, : self.hidden_size]  # s_{t-1}, top layer (h of an LSTM): (N, 1, H)
+                weights, terms = self._attend(query, encoder_states, encoder_mask, state)
+            inputs = [embedded[:, t : t + 1]]  # (N, 1, E)
+            if terms is not None and terms.first_layer_input is not None:
+                inputs.append(terms.first_layer_input)  # (N, 1, K)
+            if previous is not None:
+                inputs.append(previous)  # (N, 1, E)
+            context_gates = None if terms is None else terms.first_layer_gates
+            states, hidden, layer_states = self._run_layers(torch.cat(inputs, dim=-1), hidden, context_gates)
+            if self.attention is not None and not self.attends_before_step:
+                weights, terms = self._attend(states, encoder_states, encoder_mask, state)  # with s_t
+            output = self._attentional(terms, states)  # (N, 1, E)
+            previous = output if self.input_feeding else None
+            outputs.append(output)
+            step_weights.append(weights)
+            step_layer_states.append(layer_states)
+        weights = None if self.attention is None else torch.cat(step_weights, dim=1)
+        layer_states = [torch.cat(per_step, dim=1) for per_step in zip(*step_layer_states)]
+        new_state = RNNDecoderState(hidden, previous, state.keys, state.values, state.seen_tokens + embedded.shape[1])
+        return torch.cat(outputs, dim=1), new_state, layer_states, weights
 
     def forward(self, inputs_embeds, encoder_states, encoder_mask, state=None, output_hidden_states=False):
         """inputs_embeds (N, T, E), encoder_states (B, S, K), encoder_mask (B, S) ->
         attentional vectors (N, T, E), new state, per-layer states (tuple or None), attention weights (N, T, S) or None.
         """
-        rows, target_length = inputs_embeds.shape[:2]
-        sentences = encoder_states.shape[0]
+        rows, sentences = inputs_embeds.shape[0], encoder_states.shape[0]
         if rows % sentences:
             raise ValueError(
                 f"{rows} decoder rows for {sentences} source sentences: each sentence needs the same number of "
@@ -420,58 +511,14 @@ class RNNSeq2SeqDecoder(nn.Module):
             )
         if state is None:
             state = self.initial_state(encoder_states, encoder_mask, rows)
-        embedded = self.dropout(inputs_embeds)
-        fixed_context = None
-        if self.attention_type == "none":
+        fixed_terms = None
+        if self.attention is None:
             fixed_context = self.summary(encoder_states, encoder_mask).repeat_interleave(rows // sentences, dim=0)
-            fixed_context = fixed_context.unsqueeze(1)  # (N, 1, K)
-
-        fixed_term = weights = None
-        if fixed_context is not None:
-            fixed_term = self._context_term(fixed_context)  # (N, 1, E)
-
-        if self.runs_in_parallel:
-            inputs = embedded
-            if fixed_context is not None:
-                inputs = torch.cat([embedded, fixed_context.expand(-1, target_length, -1)], dim=-1)
-            states, hidden, layer_states = self._run_layers(inputs, state.hidden)  # (N, T, H)
-            if self.attention is None:
-                context_term = fixed_term
-            else:
-                weights = self.attention(states, state.keys, encoder_mask)  # (N, T, S)
-                _, _, context_term = self._read_context(weights, encoder_states, state.values)  # (N, T, E)
-            attentional = self._attentional(context_term, states)  # (N, T, E)
-            new_state = RNNDecoderState(hidden, None, state.keys, state.values, state.seen_tokens + target_length)
-        else:
-            hidden, previous = state.hidden, state.attentional
-            steps, step_weights, step_layer_states = [], [], []
-            for t in range(target_length):
-                inputs = [embedded[:, t : t + 1]]  # (N, 1, E)
-                context_gates, context_term = None, fixed_term
-                if self.attention_type == "bahdanau":
-                    query = hidden[-1, :, None, : self.hidden_size]  # s_{t-1}, top layer (h of an LSTM): (N, 1, H)
-                    weights = self.attention(query, state.keys, encoder_mask)  # (N, 1, S)
-                    context, context_gates, context_term = self._read_context(weights, encoder_states, state.values)
-                    if context is not None:
-                        inputs.append(context)
-                elif fixed_context is not None:
-                    inputs.append(fixed_context)
-                if previous is not None:
-                    inputs.append(previous)
-                states, hidden, layer_states = self._run_layers(torch.cat(inputs, dim=-1), hidden, context_gates)
-                if self.attention_type.startswith("luong"):
-                    weights = self.attention(states, state.keys, encoder_mask)  # (N, 1, S)
-                    _, _, context_term = self._read_context(weights, encoder_states, state.values)  # (N, 1, E)
-                step_out = self._attentional(context_term, states)  # (N, 1, E)
-                previous = step_out if self.input_feeding else None
-                steps.append(step_out)
-                step_weights.append(weights)
-                step_layer_states.append(layer_states)
-            attentional = torch.cat(steps, dim=1)
-            weights = None if self.attention is None else torch.cat(step_weights, dim=1)
-            layer_states = [torch.cat(per_step, dim=1) for per_step in zip(*step_layer_states)]
-            new_state = RNNDecoderState(hidden, previous, state.keys, state.values, state.seen_tokens + target_length)
-
+            fixed_terms = self.context_terms(fixed_context.unsqueeze(1))  # (N, 1, *)
+        path = self._forward_sequence if self.runs_in_parallel else self._forward_steps
+        attentional, new_state, layer_states, weights = path(
+            self.dropout(inputs_embeds), encoder_states, encoder_mask, state, fixed_terms
+        )
         all_states = (inputs_embeds, *layer_states) if output_hidden_states else None
         return attentional, new_state, all_states, weights
 

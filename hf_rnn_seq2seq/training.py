@@ -1,4 +1,4 @@
-"""Train, evaluate and publish a GRU translation model: the job behind `train.py`, as named steps.
+"""Train, evaluate and publish an RNN translation model: the job behind `train.py`, as named steps.
 
 Modelled on transformers' `examples/pytorch/translation/run_translation.py`, with what a from-scratch RNN needs on
 top: a tokenizer trained on the training split, sacreBLEU through a local `evaluate` module, and an output folder
@@ -36,7 +36,7 @@ from transformers import (
 
 from . import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 from .allocator import keep_freed_memory_for_reuse
-from .arguments import DataTrainingArguments, ModelArguments, parse_args
+from .arguments import FINE_TUNABLE_SETTINGS, DataTrainingArguments, ModelArguments, parse_args
 from .checkpoints import last_complete_checkpoint, set_aside_incomplete
 from .data import first, load_data
 from .metrics import load_metric
@@ -105,36 +105,46 @@ def get_tokenizer(model_args, data_args, training_args, raw: datasets.DatasetDic
 
 
 def get_model(model_args: ModelArguments, tokenizer) -> RNNSeq2SeqForConditionalGeneration:
+    """The checkpoint to fine-tune, with the settings given that fine-tuning may change; or a new model from
+    --config_name or the recipe, with the settings given, sized to the tokenizer."""
     special = {
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "decoder_start_token_id": tokenizer.bos_token_id,
     }
+    given = model_args.given_model_settings()
     if model_args.model_name_or_path:
-        model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+        check_fine_tuning_settings(config, given, model_args.model_name_or_path)
+        config.update(given)
+        config.validate()
+        model = AutoModelForSeq2SeqLM.from_pretrained(
+            model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir
+        )
         check_vocabulary(tokenizer, model.config, model_args.model_name_or_path)
         return model
     if model_args.config_name:
         config = AutoConfig.from_pretrained(model_args.config_name, cache_dir=model_args.cache_dir)
-        config.update({"vocab_size": len(tokenizer), **special})
+        config.update({"vocab_size": len(tokenizer), **special, **given})
         config.validate()
     else:
-        config = RNNSeq2SeqConfig(
-            vocab_size=len(tokenizer),
-            embedding_dim=model_args.embedding_dim,
-            hidden_size=model_args.hidden_size,
-            encoder_hidden_size=model_args.encoder_hidden_size,
-            num_encoder_layers=model_args.num_encoder_layers,
-            num_decoder_layers=model_args.num_decoder_layers,
-            bidirectional_encoder=model_args.bidirectional_encoder,
-            attention_type=model_args.attention_type,
-            input_feeding=model_args.input_feeding,
-            dropout=model_args.dropout,
-            tie_word_embeddings=model_args.tie_word_embeddings,
-            **special,
-        )
+        config = RNNSeq2SeqConfig(vocab_size=len(tokenizer), **special, **model_args.new_model_settings())
     return RNNSeq2SeqForConditionalGeneration(config)
+
+
+def check_fine_tuning_settings(config, given: dict, checkpoint: str) -> None:
+    """Refuse model flags that fine-tuning cannot honour, rather than train something else than was asked."""
+    if given and not isinstance(config, RNNSeq2SeqConfig):
+        raise ValueError(f"{checkpoint} is a {config.model_type} model: the model flags {sorted(given)} are RNNSeq2Seq's")
+    fixed = {name: value for name, value in given.items() if name not in FINE_TUNABLE_SETTINGS}
+    changed = [f"--{name} {value} (the checkpoint has {getattr(config, name)!r})" for name, value in fixed.items()
+               if value != getattr(config, name)]  # fmt: skip
+    if changed:
+        raise ValueError(
+            f"fine-tuning {checkpoint} keeps its architecture, but these flags change it: {'; '.join(changed)}. "
+            f"Only {', '.join(FINE_TUNABLE_SETTINGS)} can change."
+        )
 
 
 def tokenize_splits(raw: datasets.DatasetDict, tokenizer, data_args, training_args) -> dict[str, datasets.Dataset]:

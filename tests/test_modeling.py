@@ -108,11 +108,11 @@ def test_beam_scores_equal_teacher_forced_log_probs(attention_type, input_feedin
         assert out.sequences_scores[index].item() == pytest.approx(expected, abs=1e-5)
 
 
-def reference_decoder(decoder, embeds, encoder_states, mask):
+def reference_decoder(decoder, config, embeds, encoder_states, mask):
     """The decoder's equations written out with the context vector c_t = sum_s a_ts h_s formed explicitly and each
     layer a call of its torch.nn.GRU / nn.LSTM module on the concatenated input (the decoder itself never forms c_t).
     """
-    config_type, attention = decoder.attention_type, decoder.attention
+    config_type, attention, is_lstm = config.attention_type, decoder.attention, config.rnn_type == "lstm"
     steps = embeds.shape[1]
     # The fixed context (Cho et al. 2014) and the bridge (Bahdanau et al. 2015, A.2.2), row by row: the forward
     # direction's state at the last real token, the backward direction's at the first.
@@ -121,13 +121,13 @@ def reference_decoder(decoder, embeds, encoder_states, mask):
     for row, length in enumerate(mask.sum(-1).tolist()):
         last = encoder_states[row, length - 1]
         first = encoder_states[row, 0]
-        summaries.append(torch.cat([last[:half], first[half:]]) if decoder.bidirectional_encoder else last)
+        summaries.append(torch.cat([last[:half], first[half:]]) if config.bidirectional_encoder else last)
     summary = torch.stack(summaries)  # (B, K)
     bridged = torch.tanh(decoder.bridge(summary))  # (B, L * state)
-    hidden = torch.stack(bridged.chunk(decoder.num_layers, dim=-1))  # (L, B, state)
+    hidden = torch.stack(bridged.chunk(config.num_decoder_layers, dim=-1))  # (L, B, state)
     previous = None
-    if decoder.input_feeding:
-        previous = embeds.new_zeros(len(embeds), 1, decoder.attentional_layer.out_features)
+    if config.input_feeding:
+        previous = embeds.new_zeros(len(embeds), 1, config.embedding_dim)
 
     def weights_for(query):  # (B, 1, H) -> (B, 1, S)
         if config_type in ("bahdanau", "luong_concat"):
@@ -143,7 +143,7 @@ def reference_decoder(decoder, embeds, encoder_states, mask):
     for t in range(steps):
         inputs = [embeds[:, t : t + 1]]
         if config_type == "bahdanau":
-            context = weights_for(hidden[-1, :, None, : decoder.hidden_size]) @ encoder_states
+            context = weights_for(hidden[-1, :, None, : config.hidden_size]) @ encoder_states
             inputs.append(context)
         elif config_type == "none":
             context = summary[:, None]
@@ -153,14 +153,14 @@ def reference_decoder(decoder, embeds, encoder_states, mask):
         layer_input, new_hidden = torch.cat(inputs, dim=-1), []
         for i, rnn in enumerate(decoder.layers):
             h = hidden[i : i + 1]
-            h = tuple(part.contiguous() for part in h.chunk(2, dim=-1)) if decoder.is_lstm else h
+            h = tuple(part.contiguous() for part in h.chunk(2, dim=-1)) if is_lstm else h
             layer_input, h = rnn(layer_input, h)
-            new_hidden.append(torch.cat(h, dim=-1) if decoder.is_lstm else h)
+            new_hidden.append(torch.cat(h, dim=-1) if is_lstm else h)
         hidden = torch.cat(new_hidden)
         if config_type.startswith("luong"):
             context = weights_for(layer_input) @ encoder_states
         output = torch.tanh(decoder.attentional_layer(torch.cat([context, layer_input], dim=-1)))
-        previous = output if decoder.input_feeding else None
+        previous = output if config.input_feeding else None
         outputs.append(output)
     return torch.cat(outputs, dim=1)
 
@@ -170,11 +170,11 @@ def test_decoder_equals_its_equations_with_the_context_vector_formed(attention_t
     model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)
     ids, mask = padded_batch(seed=16)
     decoder = model.model.decoder
-    embeds = torch.randn(ids.shape[0], 6, decoder.embedding_dim, generator=torch.Generator().manual_seed(16))
+    embeds = torch.randn(ids.shape[0], 6, model.config.embedding_dim, generator=torch.Generator().manual_seed(16))
     with torch.no_grad():
         encoder_states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
         attentional = decoder(embeds, encoder_states, mask)[0]
-        expected = reference_decoder(decoder, embeds, encoder_states, mask)
+        expected = reference_decoder(decoder, model.config, embeds, encoder_states, mask)
     torch.testing.assert_close(attentional, expected, rtol=0, atol=1e-6)
 
 

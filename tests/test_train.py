@@ -1,5 +1,6 @@
 """train.py end to end on slices of real Multi30k with tiny models (each run is a subprocess, as a user runs it)."""
 
+import inspect
 import json
 import os
 import shutil
@@ -9,10 +10,11 @@ import textwrap
 
 import pytest
 import torch
+import yaml
 
-from hf_rnn_seq2seq import arguments, data, training
+from hf_rnn_seq2seq import RNNSeq2SeqConfig, arguments, data, training
 from hf_rnn_seq2seq.data import DataError
-from helpers import TINY, TRAIN_PY, read_json, run, train
+from helpers import REPO_ROOT, TINY, TRAIN_PY, read_json, run, train
 
 LOAD_AND_TRANSLATE = textwrap.dedent(
     """
@@ -99,7 +101,7 @@ def test_tiny_model_memorises_64_real_pairs(multi30k_slice, tmp_path):
             "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
             "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no",
             "--vocab_size", "500", "--embedding_dim", "64", "--hidden_size", "128", "--encoder_hidden_size", "64",
-            "--dropout", "0", "--label_smoothing_factor", "0", "--learning_rate", "5e-3",
+            "--dropout", "0", "--label_smoothing", "0", "--learning_rate", "5e-3",
             "--lr_scheduler_type", "constant", "--warmup_steps", "0",
             "--num_train_epochs", "100", "--per_device_train_batch_size", "16", "--num_beams", "1",
             "--val_max_target_length", "64",
@@ -218,14 +220,64 @@ def test_no_arguments_means_the_default_multi30k_job():
     assert data_args.data_dir is None and data.DEFAULT_DATA_DIR.is_dir()
     assert args.output_dir == os.path.join("runs", "multi30k-de-en")
     assert args.do_train and args.do_eval and args.do_predict and args.predict_with_generate
-    assert args.label_smoothing_factor == 0.1
+    assert args.label_smoothing_factor == 0  # the model's own label smoothing is the one setting
     assert args.train_sampling_strategy == "group_by_length"
     assert (args.eval_strategy, args.save_strategy) == ("epoch", "epoch")
     assert args.load_best_model_at_end and args.metric_for_best_model == "bleu" and args.greater_is_better
     assert args.max_grad_norm == 1.0 and 0 < args.warmup_steps < 1 and args.lr_scheduler_type == "linear"
     assert args.report_to in ("none", [], ["none"]) and args.ddp_find_unused_parameters is False
     assert args.save_total_limit == 2 and data_args.early_stopping_patience > 0
-    assert model_args.attention_type == "luong_general"
+    settings = model_args.new_model_settings()
+    assert model_args.given_model_settings() == {}
+    assert settings["attention_type"] == "luong_general" and settings["rnn_type"] == "gru"
+    assert (settings["dropout"], settings["label_smoothing"], settings["encoder_hidden_size"]) == (0.3, 0.1, 256)
+
+
+def test_every_config_setting_is_a_flag_with_the_configs_description(capsys):
+    parameters = set(inspect.signature(RNNSeq2SeqConfig.__init__).parameters) - {"self", "kwargs"}
+    tokenizer_decides = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"}
+    assert set(arguments.MODEL_SETTINGS) == parameters - tokenizer_decides - {"use_cache", "is_encoder_decoder"}
+    flags = ["--rnn_type", "lstm", "--attention_type", "bahdanau", "--attention_hidden_size", "24",
+             "--initializer_range", "0.05", "--input_feeding", "--bidirectional_encoder", "false",
+             "--num_decoder_layers", "2", "--label_smoothing", "0.2"]  # fmt: skip
+    model_args, _, _ = arguments.parse_args(flags)
+    config = RNNSeq2SeqConfig(**model_args.new_model_settings())
+    assert (config.rnn_type, config.attention_type, config.attention_hidden_size) == ("lstm", "bahdanau", 24)
+    assert (config.initializer_range, config.input_feeding, config.bidirectional_encoder) == (0.05, True, False)
+    assert (config.num_decoder_layers, config.label_smoothing, config.dropout) == (2, 0.2, 0.3)
+    with pytest.raises(SystemExit):
+        arguments.parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "width of the additive scorer's hidden layer" in help_text  # the config docstring's words
+    assert "dropout on embeddings, between RNN layers and on the attentional vector. (default: 0.3)" in help_text
+
+
+def test_the_written_out_recipe_is_what_no_arguments_train():
+    recipe = REPO_ROOT / "benchmarks" / "recipes" / "multi30k-de-en.yaml"
+    written = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    default_args, recipe_args = arguments.parse_args([]), arguments.parse_args([str(recipe)])
+    assert default_args[0].new_model_settings() == recipe_args[0].new_model_settings()
+    for key in set(written) - {"output_dir", "data_dir"} - set(arguments.MODEL_SETTINGS):
+        value = [getattr(group, key) for group in default_args if hasattr(group, key)]
+        assert value == [getattr(group, key) for group in recipe_args if hasattr(group, key)], key
+
+
+def test_label_smoothing_is_one_setting_the_models():
+    with pytest.raises(ValueError, match="pass --label_smoothing 0.1"):
+        arguments.parse_args(["--label_smoothing_factor", "0.1"])
+
+
+def test_fine_tuning_applies_dropout_and_refuses_flags_that_change_the_architecture(model_folder):
+    folder, model, tokenizer = model_folder
+    model_args, _, _ = arguments.parse_args(["--model_name_or_path", str(folder), "--hidden_size", "99"])
+    with pytest.raises(ValueError, match=r"--hidden_size 99 \(the checkpoint has 24\)"):
+        training.get_model(model_args, tokenizer)
+    flags = ["--model_name_or_path", str(folder), "--hidden_size", "24", "--dropout", "0.25", "--label_smoothing", "0.2"]
+    tuned = training.get_model(arguments.parse_args(flags)[0], tokenizer)
+    assert (tuned.config.dropout, tuned.config.label_smoothing) == (0.25, 0.2)
+    assert tuned.model.encoder.dropout.p == 0.25 and tuned.dropout.p == 0.25
+    for (name, tensor), saved in zip(tuned.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(tensor, saved), name
 
 
 def test_only_the_requested_steps_run():
