@@ -91,7 +91,7 @@ def prepare_batches(data_dir: str, vocab_size: int, batch_size: int, count: int,
     targets = tokenizer(text_target=[en for _, en in pairs])["input_ids"]
     epoch_target_tokens = sum(map(len, targets))
     # The trainer's group_by_length order (its first epoch, seed 0).
-    lengths = padded_lengths({"input_ids": sources, "labels": targets})
+    lengths = padded_lengths([len(ids) for ids in sources], [len(ids) for ids in targets])
     order = list(EpochSeededLengthGroupedSampler(batch_size, lengths, seed=0, epoch=lambda: 0))
     batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
     batches = batches[:: max(1, len(batches) // (count + 2))][: count + 2]

@@ -157,8 +157,19 @@ class DataTrainingArguments:
     )
     test_split_percentage: float = field(default=5.0, metadata={"help": "Percent of a lone train_file held out for test."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the hash that splits a lone train_file."})
-    max_source_length: int = field(default=128, metadata={"help": "Source tokens kept (EOS included)."})
-    max_target_length: int = field(default=128, metadata={"help": "Target tokens kept for training (EOS included)."})
+    max_source_length: int = field(
+        default=128,
+        metadata={"help": "Training pairs with more source tokens (EOS included) are dropped; longer validation and "
+                  "test sources are cut."},
+    )  # fmt: skip
+    max_target_length: int = field(
+        default=128, metadata={"help": "Training pairs with more target tokens (EOS included) are dropped."}
+    )
+    max_length_ratio: float = field(
+        default=9.0,
+        metadata={"help": "Training pairs whose longer side has more than this many times the tokens of the shorter "
+                  "are dropped (0: no limit)."},
+    )  # fmt: skip
     val_max_target_length: int | None = field(
         default=None, metadata={"help": "Generation max_length for evaluation and the saved generation config."}
     )
@@ -168,7 +179,18 @@ class DataTrainingArguments:
     num_beams: int = field(
         default=5, metadata={"help": "Beam size for the final evaluation, the test set and generation_config.json."}
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes that tokenize (default: the available CPU cores)."}
+    )
+    tokenizer_train_samples: int = field(
+        default=1_000_000,
+        metadata={"help": "Training pairs (a seeded sample) the new tokenizer is trained on; all when there are fewer."},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read the Hub dataset (--dataset_name) as a stream instead of downloading it whole (needs "
+                  "--max_steps: a stream has no length)."},
+    )  # fmt: skip
     early_stopping_patience: int = field(
         default=3, metadata={"help": "Stop after this many evaluations without a better BLEU (0: never)."}
     )
@@ -177,6 +199,11 @@ class DataTrainingArguments:
     def __post_init__(self):
         if self.val_max_target_length is None:
             self.val_max_target_length = self.max_target_length
+        if self.preprocessing_num_workers is None:
+            self.preprocessing_num_workers = len(os.sched_getaffinity(0))
+        if self.streaming and not self.dataset_name:
+            raise ValueError("--streaming reads a Hub dataset: pass --dataset_name (local files are read in a stream "
+                             "anyway)")  # fmt: skip
 
 
 @dataclass
@@ -196,6 +223,11 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
         default=0.0, metadata={"help": "Not used: train.py's label smoothing is the model's own, --label_smoothing."}
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={"help": "Batches of similar-length pairs, as many as fit in N padded tokens on each side (source and "
+                  "target), instead of --per_device_train_batch_size pairs; per process, shuffled per epoch."},
+    )  # fmt: skip
     train_sampling_strategy: str = field(
         default="group_by_length",
         metadata={

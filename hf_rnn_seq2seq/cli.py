@@ -101,7 +101,7 @@ def evaluate_main(argv=None) -> None:
     parser.add_argument("--reference", required=True, help="reference translations, line-aligned with --source")
     parser.add_argument("--hypotheses", help="also write the translations here")
     args = parser.parse_args(argv)
-    from .data import normalize, read_parallel_lines
+    from .text_files import normalize, read_parallel_lines
     from .metrics import load_metric
 
     with _user_errors(parser):

@@ -4,28 +4,55 @@ checkpoints, and BLEU/chrF as the metric."""
 from __future__ import annotations
 
 import math
+import time
 
 import datasets
+import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from transformers import Seq2SeqTrainer
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .checkpoints import check_checkpoint_weights
+from .preprocessing import LENGTH_COLUMNS
+from .token_batches import TokenBatchSampler
 from .translation import decode
 
 
-def padded_lengths(dataset) -> list[int]:
+def pair_lengths(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Source and target lengths in tokens (the columns tokenization wrote), read without loading the sentences."""
+    lengths = dataset.with_format("numpy", columns=list(LENGTH_COLUMNS))[:]
+    return lengths["source_length"], lengths["target_length"]
+
+
+def padded_lengths(source_lengths, target_lengths) -> np.ndarray:
     """The length each pair is padded to in a batch: its longer side, in tokens.
 
     Grouping by source length alone leaves the targets of a batch unsorted (Multi30k de→en, batches of 128: 68% of
     the padded target positions are real tokens); grouping by the longer side keeps both sides about 90% real.
     """
-    return [max(len(source), len(target)) for source, target in zip(dataset["input_ids"], dataset["labels"])]
+    return np.maximum(np.asarray(source_lengths), np.asarray(target_lengths))
 
 
-class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
-    """transformers' length-grouped order (by `padded_lengths`), drawn from (seed, epoch) alone instead of the
-    global torch RNG.
+def length_grouped_order(lengths: np.ndarray, batch_size: int, generator: torch.Generator) -> np.ndarray:
+    """transformers' `get_length_grouped_indices` (the order of its `LengthGroupedSampler`), the same indices from the
+    same generator, in numpy arrays instead of Python lists: memory stays a few bytes a pair at millions of pairs.
+
+    A random permutation cut into mega-batches of 50 batches (fewer when the data make fewer than 4), each sorted
+    by length, longest first (ties in permutation order); the mega-batch holding the longest pair goes first.
+    """
+    mega_batch_mult = min(len(lengths) // (batch_size * 4), 50) or 1
+    indices = torch.randperm(len(lengths), generator=generator).numpy()
+    size = mega_batch_mult * batch_size
+    megabatches = [indices[start : start + size] for start in range(0, len(lengths), size)]
+    megabatches = [megabatch[np.argsort(-lengths[megabatch], kind="stable")] for megabatch in megabatches]
+    longest = int(np.argmax([lengths[megabatch[0]] for megabatch in megabatches]))  # the first of equal maxima
+    megabatches[0][0], megabatches[longest][0] = megabatches[longest][0], megabatches[0][0]
+    return np.concatenate(megabatches)
+
+
+class EpochSeededLengthGroupedSampler(torch.utils.data.Sampler):
+    """transformers' length-grouped order (`length_grouped_order` of `padded_lengths`), drawn from (seed, epoch)
+    alone instead of the global torch RNG.
 
     The stock sampler shuffles with the global generator, whose state when an epoch starts depends on all that
     was drawn before (dropout included). A run resumed in epoch e > 0 starts that epoch right after `set_seed`,
@@ -34,14 +61,18 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
     a fraction when resuming inside it), so every epoch has the same order however the run got there.
     """
 
-    def __init__(self, batch_size: int, lengths: list[int], seed: int, epoch):
-        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+    def __init__(self, batch_size: int, lengths, seed: int, epoch):
+        self.batch_size = batch_size
+        self.lengths = np.asarray(lengths)
         self.seed = seed
         self.epoch = epoch
 
+    def __len__(self) -> int:
+        return len(self.lengths)
+
     def __iter__(self):
-        self.generator.manual_seed(self.seed + math.floor(self.epoch()))
-        return super().__iter__()
+        generator = torch.Generator().manual_seed(self.seed + math.floor(self.epoch()))
+        yield from map(int, length_grouped_order(self.lengths, self.batch_size, generator))
 
 
 class TranslationTrainer(Seq2SeqTrainer):
@@ -54,10 +85,34 @@ class TranslationTrainer(Seq2SeqTrainer):
     """
 
     target_tokens_seen = 0  # non-padding target tokens trained on by this process in this run
+    first_step_at = None  # time.time() when this run's first training step began
 
     def training_step(self, model, inputs, *args, **kwargs):
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
         self.target_tokens_seen += int((inputs["labels"] != -100).sum())
         return super().training_step(model, inputs, *args, **kwargs)
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.args.max_tokens_per_batch is None:
+            return super().get_train_dataloader()
+        if not isinstance(self.train_dataset, datasets.Dataset):
+            raise ValueError("--max_tokens_per_batch needs every pair's length before training: not with --streaming")
+        batches = TokenBatchSampler(
+            *pair_lengths(self.train_dataset),
+            max_tokens=self.args.max_tokens_per_batch,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            epoch=lambda: self.state.epoch or 0,
+            num_processes=self.args.world_size,  # accelerate deals the batches out round-robin
+        )
+        loader = DataLoader(
+            self._remove_unused_columns(self.train_dataset, description="Training"),
+            batch_sampler=batches,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
@@ -66,7 +121,7 @@ class TranslationTrainer(Seq2SeqTrainer):
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return EpochSeededLengthGroupedSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
-            padded_lengths(dataset),
+            padded_lengths(*pair_lengths(self.train_dataset)),  # the same rows, before unused columns were dropped
             seed,
             epoch=lambda: self.state.epoch or 0,
         )

@@ -20,9 +20,11 @@ import json
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import datasets
+import psutil
 import torch
 import transformers
 from transformers import (
@@ -40,8 +42,9 @@ from .arguments import FINE_TUNABLE_SETTINGS, DataTrainingArguments, ModelArgume
 from .checkpoints import last_complete_checkpoint, set_aside_incomplete
 from .data import first, load_data
 from .metrics import load_metric
+from .preprocessing import cached_tokenizer, clean_training_pairs, tokenize_split
 from .publishing import push_output_folder, write_model_card
-from .tokenization import check_vocabulary, train_bpe_tokenizer
+from .tokenization import check_vocabulary
 from .trainer import TranslationTrainer, make_compute_metrics
 from .translation import decode
 
@@ -62,7 +65,7 @@ def resolve_resume_checkpoint(training_args) -> None:
     training_args.resume_from_checkpoint = checkpoint
 
 
-def load_splits(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> datasets.DatasetDict:
+def load_splits(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> dict:
     """The splits the job needs (train to train, validation to evaluate, test to predict), cut to the --max_*."""
     wanted = {
         "train": (training_args.do_train, data_args.max_train_samples),
@@ -72,14 +75,16 @@ def load_splits(model_args: ModelArguments, data_args: DataTrainingArguments, tr
         ),
         "test": (training_args.do_predict, data_args.max_predict_samples),
     }
+    if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
+        raise ValueError("--streaming: a stream has no length, so pass --max_steps (the number of updates)")
     raw = load_data(data_args, [split for split, (needed, _) in wanted.items() if needed], model_args.cache_dir)
-    return datasets.DatasetDict({split: first(dataset, wanted[split][1]) for split, dataset in raw.items()})
+    return {split: first(dataset, wanted[split][1]) for split, dataset in raw.items()}
 
 
-def get_tokenizer(model_args, data_args, training_args, raw: datasets.DatasetDict):
+def get_tokenizer(model_args, data_args, training_args, raw: dict):
     """An existing tokenizer if one is named (or in the checkpoint we resume), else train one.
 
-    A new tokenizer is trained on the training split only (no validation/test text leaks into
+    A new tokenizer is trained on (a sample of) the training split only (no validation/test text leaks into
     the vocabulary). Under DDP the local main process trains and saves it; the others wait and
     load that copy, so every process has the very same vocabulary.
     """
@@ -94,9 +99,10 @@ def get_tokenizer(model_args, data_args, training_args, raw: datasets.DatasetDic
     output_dir = Path(training_args.output_dir)
     with training_args.main_process_first(local=True, desc="training the tokenizer"):
         if training_args.local_process_index == 0:
-            pairs = raw["train"]["translation"]
-            texts = (pair[lang] for pair in pairs for lang in (data_args.source_lang, data_args.target_lang))
-            tokenizer = train_bpe_tokenizer(texts, model_args.vocab_size, model_args.tokenizer_min_frequency)
+            tokenizer = cached_tokenizer(
+                raw["train"], data_args.source_lang, data_args.target_lang, model_args.vocab_size,
+                model_args.tokenizer_min_frequency, data_args.tokenizer_train_samples, training_args.seed,
+            )  # fmt: skip
             tokenizer.save_pretrained(output_dir)
             logger.info("trained a joint BPE tokenizer (%d tokens) on the training split", len(tokenizer))
         else:
@@ -147,29 +153,20 @@ def check_fine_tuning_settings(config, given: dict, checkpoint: str) -> None:
         )
 
 
-def tokenize_splits(raw: datasets.DatasetDict, tokenizer, data_args, training_args) -> dict[str, datasets.Dataset]:
-    src, tgt = data_args.source_lang, data_args.target_lang
-
-    def tokenize(batch):
-        sources = [pair[src] for pair in batch["translation"]]
-        targets = [pair[tgt] for pair in batch["translation"]]
-        features = tokenizer(sources, max_length=data_args.max_source_length, truncation=True)
-        features["labels"] = tokenizer(text_target=targets, max_length=data_args.max_target_length, truncation=True)[
-            "input_ids"
-        ]
-        return features
-
-    tokenized = {}
+def tokenize_splits(raw: dict, tokenizer, data_args, training_args) -> tuple[dict, dict]:
+    """Every split tokenized (cached); the training split cleaned, validation and test sentences cut to the limits
+    (a test sentence is always translated). Returns the tokenized splits and the cleaning's counts."""
+    limits = (data_args.max_source_length, data_args.max_target_length)
+    tokenized, dropped = {}, {}
     with training_args.main_process_first(desc="tokenizing"):
         for split, dataset in raw.items():
-            tokenized[split] = dataset.map(
-                tokenize,
-                batched=True,
-                remove_columns=dataset.column_names,
-                num_proc=data_args.preprocessing_num_workers,
-                desc=f"tokenizing {split}",
-            )
-    return tokenized
+            tokenized[split] = tokenize_split(
+                dataset, tokenizer, data_args.source_lang, data_args.target_lang, None if split == "train" else limits,
+                data_args.preprocessing_num_workers, f"tokenizing {split}",
+            )  # fmt: skip
+        if "train" in tokenized:
+            tokenized["train"], dropped = clean_training_pairs(tokenized["train"], *limits, data_args.max_length_ratio)
+    return tokenized, dropped
 
 
 def set_generation_limits(model, data_args, training_args) -> None:
@@ -199,14 +196,27 @@ def build_trainer(model, tokenizer, metric, raw, tokenized, data_args, training_
     )
 
 
-def train(trainer: TranslationTrainer, training_args, train_dataset) -> dict:
+@contextmanager
+def timed(seconds: dict, stage: str):
+    start = time.perf_counter()
+    yield
+    seconds[f"{stage}_seconds"] = round(time.perf_counter() - start, 2)
+    logger.info("%s: %.1f s", stage, seconds[f"{stage}_seconds"])
+
+
+def train(trainer: TranslationTrainer, training_args, train_dataset, preparation: dict) -> dict:
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     # The Trainer switches the recurrent state off for training (args.use_cache); the published model should
     # generate step by step.
     trainer.model.config.use_cache = True
     trainer.save_model()  # model, code files, generation config, tokenizer
     metrics = dict(train_result.metrics)
-    metrics["train_samples"] = len(train_dataset)
+    if isinstance(train_dataset, datasets.Dataset):  # (a stream has no length)
+        metrics["train_samples"] = len(train_dataset)
+    metrics.update(preparation)  # pairs the cleaning dropped, by reason; seconds each stage took
+    if trainer.first_step_at is not None:  # (none when resumed at the last step)
+        # From the process's start (imports included) to the first training step: what a user waits.
+        metrics["seconds_to_first_step"] = round(trainer.first_step_at - psutil.Process().create_time(), 2)
     metrics["world_size"] = trainer.accelerator.num_processes  # processes that shared each gradient step
     # Throughput as NMT toolkits report it: non-padding target tokens per second, all processes together.
     target_tokens = trainer.accelerator.reduce(torch.tensor(trainer.target_tokens_seen), reduction="sum").item()
@@ -295,19 +305,23 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.do_train and not template.is_file():  # fail now, not after hours of training
         raise FileNotFoundError(f"model card template {template} not found: pass --model_card_template")
 
-    raw = load_splits(model_args, data_args, training_args)
-    tokenizer = get_tokenizer(model_args, data_args, training_args, raw)
+    seconds: dict[str, float] = {}  # of the preparation stages, for train_results.json
+    with timed(seconds, "reading"):
+        raw = load_splits(model_args, data_args, training_args)
+    with timed(seconds, "tokenizer"):
+        tokenizer = get_tokenizer(model_args, data_args, training_args, raw)
     model = get_model(model_args, tokenizer)
     set_generation_limits(model, data_args, training_args)
     logger.info("model: %s parameters, %s", f"{model.num_parameters():,}", model.config.attention_type)
-    tokenized = tokenize_splits(raw, tokenizer, data_args, training_args)
+    with timed(seconds, "tokenization"):
+        tokenized, dropped = tokenize_splits(raw, tokenizer, data_args, training_args)
 
     metric = load_metric()
     trainer = build_trainer(model, tokenizer, metric, raw, tokenized, data_args, training_args)
 
     results: dict = {}
     if training_args.do_train:
-        results["train"] = train(trainer, training_args, tokenized["train"])
+        results["train"] = train(trainer, training_args, tokenized["train"], {**dropped, **seconds})
     if training_args.do_eval:
         results["eval"] = evaluate(trainer, data_args, tokenized["validation"])
     if training_args.do_predict:

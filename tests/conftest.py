@@ -1,8 +1,10 @@
 """Shared test setup: no Hub access, a throwaway HF_HOME, the real data beside the repository."""
 
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 # huggingface_hub reads these when it is imported, so they are set before any test module imports transformers.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -15,7 +17,7 @@ import torch  # noqa: E402
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration  # noqa: E402
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer  # noqa: E402
-from helpers import MAX_NEW_TOKENS, REPO_ROOT, read  # noqa: E402
+from helpers import MAX_NEW_TOKENS, REPO_ROOT, TINY, read, run  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("HF_RNN_SEQ2SEQ_DATA", REPO_ROOT.parent / "shared" / "data"))
 MULTI30K = DATA_DIR / "multi30k"
@@ -69,3 +71,25 @@ def model_folder(multi30k_dir, tmp_path_factory):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder, model, tokenizer
+
+
+class TinyRun(NamedTuple):
+    folder: Path  # the output folder: model, tokenizer, model card, results, checkpoint-7 and checkpoint-14
+    data_dir: Path  # the slice it trained on: 200 training pairs, 24 validation, 24 test
+    args: list[str]  # its arguments, without --output_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(multi30k_slice, tmp_path_factory) -> TinyRun:
+    """One tiny training run on the 200-pair slice, started as a user starts it (the console script, in a fresh
+    process), shared by the CLI, Hub, README and untrusted-file tests: two epochs of 7 steps with a checkpoint
+    after each, then the validation and test splits. Tests copy what they change."""
+    data_dir = multi30k_slice(train=200, validation=24, test=24)
+    folder = tmp_path_factory.mktemp("tiny_run") / "multi30k-tiny"
+    args = [
+        "--data_dir", str(data_dir), *TINY, "--do_train", "--do_eval", "--do_predict", "--eval_strategy", "no",
+        "--save_strategy", "epoch", "--num_train_epochs", "2",
+    ]  # fmt: skip
+    script = Path(sys.executable).with_name("hf-rnn-seq2seq-train")
+    run([str(script), *args, "--output_dir", str(folder)], cwd=folder.parent)
+    return TinyRun(folder, data_dir, args)

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import tomllib
 from pathlib import Path
 
@@ -24,6 +23,7 @@ PYPROJECT = REPO_ROOT / "pyproject.toml"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
 TRAIN_PY = REPO_ROOT / "train.py"
 REMOTE_CODE_WORKER = REPO_ROOT / "tests" / "remote_code_worker.py"
+FRESH_PROCESS = REPO_ROOT / "tests" / "fresh_process.py"
 # What every variant computed before a refactor meant to change no computation (tests/test_reference_outputs.py).
 REFERENCE_OUTPUTS = REPO_ROOT / "tests" / "data" / "reference_outputs.json"
 TOKEN = "hf_test_token"  # the local Hub stand-in's
@@ -31,17 +31,6 @@ MAX_NEW_TOKENS = 12  # the generation limit of the model_folder fixture's model
 COMPAT_CACHE = REPO_ROOT / ".cache" / "compat"
 
 
-# The start of a script run in a fresh interpreter where importing hf_rnn_seq2seq fails, as on a machine that never
-# installed it (the package is installed in the test environment, so it must be blocked, not just absent): the
-# remote-code worker's blocker.
-WITHOUT_PACKAGE = textwrap.dedent(
-    f"""
-    import sys
-    sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
-    from remote_code_worker import BlockPackage
-    sys.meta_path.insert(0, BlockPackage())
-    """
-)
 # A model small enough for a few seconds of training on two cores.
 TINY = [
     "--vocab_size", "400",
@@ -50,8 +39,8 @@ TINY = [
     "--encoder_hidden_size", "32",
     "--per_device_train_batch_size", "32",
     "--per_device_eval_batch_size", "64",
-    "--max_source_length", "48",
-    "--max_target_length", "48",
+    "--max_source_length", "128",  # no pair of the slices is longer: none is dropped
+    "--max_target_length", "128",
     "--val_max_target_length", "48",
     "--num_beams", "2",
     "--disable_tqdm", "True",
@@ -69,6 +58,13 @@ def run(command, cwd, env=None, timeout=300):
         pytest.fail(f"{command[:3]} exited with {result.returncode}\n--- stdout\n{result.stdout[-6000:]}\n"
                     f"--- stderr\n{result.stderr[-6000:]}")
     return result
+
+
+def in_fresh_process(command: str, *args, cwd, env=None):
+    """Run one of tests/fresh_process.py's commands; returns (its result, read from its last line of output, and the
+    finished process)."""
+    result = run([sys.executable, str(FRESH_PROCESS), command, *map(str, args)], cwd=cwd, env=env)
+    return json.loads(result.stdout.strip().splitlines()[-1]), result
 
 
 def train(args, cwd):

@@ -22,7 +22,7 @@ from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from hf_rnn_seq2seq.data import normalize
 from hf_rnn_seq2seq.translation import decode, translate
-from helpers import MAX_NEW_TOKENS, TINY, call_script, read
+from helpers import MAX_NEW_TOKENS, call_script, read
 
 SCRIPTS = {
     "hf-rnn-seq2seq-train": "hf_rnn_seq2seq.cli:train_main",
@@ -96,14 +96,15 @@ def test_translate_script_shows_a_progress_bar_unless_asked_not_to(model_folder,
     assert status == 0 and len(out.splitlines()) == 5 and "3/3" not in err
 
 
-def test_train_script_trains_and_saves_a_loadable_model(multi30k_slice, tmp_path):
-    """hf-rnn-seq2seq-train is train.py: the same flags, the same output folder."""
-    data_dir = multi30k_slice(train=200, validation=24, test=24)
-    run_script("hf-rnn-seq2seq-train", "--data_dir", data_dir, "--output_dir", tmp_path / "run", *TINY, "--do_train",
-               "--eval_strategy", "no", "--save_strategy", "no", "--max_steps", "3")  # fmt: skip
-    assert json.loads((tmp_path / "run" / "train_results.json").read_text())["train_samples"] == 200
-    model = RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "run")
-    assert model.num_parameters() > 0 and (tmp_path / "run" / "tokenizer.json").is_file()
+def test_train_script_trains_and_saves_a_loadable_model(tiny_run):
+    """hf-rnn-seq2seq-train (which made the shared run) is train.py: the same flags, the same output folder."""
+    folder = tiny_run.folder
+    assert json.loads((folder / "train_results.json").read_text())["train_samples"] == 200
+    assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == 14  # 2 epochs of 200 / 32
+    assert json.loads((folder / "test_results.json").read_text())["num_samples"] == 24
+    assert (folder / "checkpoint-7").is_dir() and (folder / "checkpoint-14").is_dir()
+    model = RNNSeq2SeqForConditionalGeneration.from_pretrained(folder)
+    assert model.num_parameters() > 0 and (folder / "tokenizer.json").is_file()
 
 
 def test_translate_script_samples_reproducibly(model_folder, tmp_path, monkeypatch, capsys):

@@ -6,9 +6,9 @@ installed it, and starts from an empty HF_HOME, so everything it uses comes from
 """
 
 import json
+import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,81 +20,13 @@ from transformers import AutoTokenizer
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
 from hf_rnn_seq2seq.translation import translate
-from helpers import TOKEN, WITHOUT_PACKAGE, hub_env, run
+from helpers import TOKEN, TRAIN_PY, hub_env, in_fresh_process, run
 from hub_server import HubServer
-
-TRAIN_PY = Path(__file__).resolve().parents[1] / "train.py"
-# A model small enough for a few seconds of training on two cores; beam search (2) in its generation config.
-TINY = [
-    "--vocab_size", "400", "--embedding_dim", "32", "--hidden_size", "64", "--encoder_hidden_size", "32",
-    "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64", "--max_source_length", "48",
-    "--max_target_length", "48", "--val_max_target_length", "48", "--num_beams", "2", "--disable_tqdm", "True",
-    "--seed", "0",
-]  # fmt: skip
 
 USER = "alice"
 MODEL_FILES = {"config.json", "configuration_rnn_seq2seq.py", "modeling_rnn_seq2seq.py", "model.safetensors",
                "generation_config.json"}  # fmt: skip
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
-
-PUSH = textwrap.dedent(
-    """
-    import json, sys
-    from huggingface_hub import ModelCard
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
-    import hf_rnn_seq2seq, hf_rnn_seq2seq.pipeline_rnn_seq2seq
-
-    folder, repo_id, pipeline_repo_id = sys.argv[1:]
-    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    urls = [model.push_to_hub(repo_id), tokenizer.push_to_hub(repo_id)]
-    # Both wrote a generic README.md (or kept the one on the Hub); the model card written by train.py replaces it.
-    ModelCard.load(f"{folder}/README.md").push_to_hub(repo_id)
-    # The pipeline's own push: model, tokenizer and the pipeline code, recorded in config.json.
-    translator = pipeline("seq2seq-translation", model=model, tokenizer=tokenizer)
-    urls.append(translator.push_to_hub(pipeline_repo_id))
-    print(json.dumps([str(url) for url in urls]))
-    """
-)
-
-# Runs where importing hf_rnn_seq2seq fails; only transformers, huggingface_hub and the server's files are used.
-LOAD = WITHOUT_PACKAGE + textwrap.dedent(
-    """
-    import json
-    repo_id, revision, pipeline_repo_id, inputs_path, outputs_path = sys.argv[1:]
-    import torch
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
-
-    model = AutoModelForSeq2SeqLM.from_pretrained(repo_id, revision=revision, trust_remote_code=True).eval()
-    # No trust_remote_code: the tokenizer needs none of the repository's code (stdin is closed, so transformers'
-    # question whether to run it for config.json gets no answer, and it reads the config without it).
-    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision)
-    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-    assert type(tokenizer).__module__.startswith("transformers."), type(tokenizer).__module__
-    assert "hf_rnn_seq2seq" not in sys.modules
-    sentences = json.loads(open(inputs_path + ".json").read())
-    batch = tokenizer(sentences, return_tensors="pt", padding=True)
-    decoder_input_ids = load_file(inputs_path)["decoder_input_ids"]
-    with torch.no_grad():
-        outputs = {
-            "input_ids": batch["input_ids"],
-            "logits": model(**batch, decoder_input_ids=decoder_input_ids).logits,
-            "greedy": model.generate(**batch, num_beams=1),
-            "beam": model.generate(**batch),  # the pushed generation_config.json: beam search
-        }
-    save_file({name: tensor.contiguous() for name, tensor in outputs.items()}, outputs_path)
-    translator = pipeline(model=pipeline_repo_id, trust_remote_code=True)  # the task comes from the repository
-    with open(outputs_path + ".json", "w") as report:
-        json.dump({
-        "translations": tokenizer.batch_decode(outputs["beam"], skip_special_tokens=True),
-        "pipeline": [r["translation_text"] for r in translator(sentences, batch_size=4)],
-        "pipeline_task": translator.task,
-        "num_beams": model.generation_config.num_beams,
-    }, report)
-    """
-)
-
 
 @pytest.fixture(scope="module")
 def hub():
@@ -103,22 +35,20 @@ def hub():
 
 
 @pytest.fixture(scope="module")
-def trained(hub, multi30k_slice, tmp_path_factory):
-    """`train.py --push_to_hub` on a slice of Multi30k: the local output folder and the repository it pushed."""
-    data_dir = multi30k_slice(train=200, validation=24, test=24)
+def trained(hub, tiny_run, tmp_path_factory):
+    """The session's tiny run published by `train.py --push_to_hub`: resumed from its last checkpoint (nothing left
+    to train), it evaluates, tests, writes the model card and uploads the folder: the local folder and the repository.
+    """
     tmp_path = tmp_path_factory.mktemp("trained")
     out, repo_id = tmp_path / "multi30k-tiny", f"{USER}/multi30k-tiny"
+    shutil.copytree(tiny_run.folder, out)
     run(
-        [
-            sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
-            "--do_train", "--do_eval", "--do_predict", "--eval_strategy", "no", "--save_strategy", "epoch",
-            "--num_train_epochs", "1",
-            "--push_to_hub", "--hub_model_id", repo_id, "--hub_token", TOKEN,
-        ],  # fmt: skip
+        [sys.executable, str(TRAIN_PY), *tiny_run.args, "--output_dir", str(out), "--resume_from_checkpoint", "last",
+         "--push_to_hub", "--hub_model_id", repo_id, "--hub_token", TOKEN],
         env=hub_env(hub, tmp_path, "train"),
         cwd=tmp_path,
-    )
-    return out, repo_id, data_dir
+    )  # fmt: skip
+    return out, repo_id, tiny_run.data_dir
 
 
 def test_train_py_push_to_hub_uploads_a_complete_repository_with_the_model_card(hub, trained):
@@ -153,8 +83,7 @@ def pushed(hub, trained, tmp_path_factory):
     folder, _, _ = trained
     tmp_path = tmp_path_factory.mktemp("push")
     repo_id, pipeline_repo_id = f"{USER}/pushed", f"{USER}/pushed-pipeline"
-    run([sys.executable, "-c", PUSH, str(folder), repo_id, pipeline_repo_id],
-        env=hub_env(hub, tmp_path, "push", token=TOKEN), cwd=tmp_path)
+    in_fresh_process("push", folder, repo_id, pipeline_repo_id, env=hub_env(hub, tmp_path, "push", TOKEN), cwd=tmp_path)
     return repo_id, pipeline_repo_id
 
 
@@ -204,14 +133,11 @@ def test_a_fresh_process_without_the_package_translates_bit_identically(hub, tra
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     requests_before = len(hub.state.requests)
-    result = run(
-        [sys.executable, "-c", LOAD, repo_id, head, pipeline_repo_id, str(inputs),
-         str(tmp_path / "outputs.safetensors")],
-        env=hub_env(hub, tmp_path, "fresh"),
-        cwd=elsewhere,
-    )
+    reported, result = in_fresh_process(
+        "load-from-hub", repo_id, head, pipeline_repo_id, inputs, tmp_path / "outputs.safetensors",
+        env=hub_env(hub, tmp_path, "fresh"), cwd=elsewhere,
+    )  # fmt: skip
     remote = load_file(tmp_path / "outputs.safetensors")
-    reported = json.loads((tmp_path / "outputs.safetensors.json").read_text())
     # transformers asked whether to run the repository's code for config.json; unanswered, the tokenizer loaded anyway.
     assert "Do you wish to run the custom code?" in result.stdout
     # It started from an empty cache: the weights and the code came from the server.
@@ -255,30 +181,6 @@ def test_translate_script_takes_a_hub_id(hub, trained, pushed, sentences, tmp_pa
 
 
 def test_writes_need_the_token_and_reads_report_missing_files(hub, tmp_path):
-    script = textwrap.dedent(
-        """
-        import json, sys
-        from huggingface_hub import HfApi, hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
-        api, seen = HfApi(), {}
-        try:
-            api.create_repo("alice/denied", token="wrong")
-        except HfHubHTTPError as error:
-            seen["bad token"] = error.response.status_code
-        api.create_repo("alice/empty", token=sys.argv[1])
-        try:
-            hf_hub_download("alice/empty", "config.json")
-        except EntryNotFoundError:
-            seen["missing file"] = "EntryNotFound"
-        try:
-            hf_hub_download("alice/nothing-here", "config.json")
-        except RepositoryNotFoundError:
-            seen["missing repo"] = "RepositoryNotFound"
-        print(json.dumps(seen))
-        """
-    )
-    result = run([sys.executable, "-c", script, TOKEN], env=hub_env(hub, tmp_path, "errors"), cwd=tmp_path)
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
-        "bad token": 401, "missing file": "EntryNotFound", "missing repo": "RepositoryNotFound",
-    }  # fmt: skip
+    seen, _ = in_fresh_process("hub-errors", TOKEN, env=hub_env(hub, tmp_path, "errors"), cwd=tmp_path)
+    assert seen == {"bad token": 401, "missing file": "EntryNotFound", "missing repo": "RepositoryNotFound"}
     assert "alice/denied" not in hub.state.repos

@@ -29,6 +29,7 @@ STEPS_PER_EPOCH = math.ceil(TRAIN_PAIRS / BATCH_SIZE)  # 13
 EPOCHS = 2
 MAX_STEPS = EPOCHS * STEPS_PER_EPOCH  # 26
 SAVE_STEPS = 4
+TOKENS_PER_BATCH = 1000  # about as many batches as 32 pairs a batch make
 assert all(step % STEPS_PER_EPOCH for step in range(SAVE_STEPS, MAX_STEPS, SAVE_STEPS)), "a checkpoint at an epoch end"
 
 ARGS = [
@@ -89,18 +90,17 @@ def test_same_seed_gives_identical_weights(data_dir, reference, tmp_path):
     assert any(not torch.equal(tensor, last_checkpoint[name]) for name, tensor in weights(reference).items())
 
 
-def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(data_dir, reference, tmp_path):
-    out = tmp_path / "killed"
+def kill_after_checkpoint(data_dir, out, args, tmp_path):
+    """Start train.py with `args`, wait until checkpoint-SAVE_STEPS is completely written, then SIGKILL it at once,
+    while it trains on (the next checkpoint is 3 saves away)."""
     first_checkpoint_state = out / f"checkpoint-{SAVE_STEPS}" / "trainer_state.json"
     log_path = tmp_path / "killed.log"
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *ARGS],
+            [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *args],
             cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ),
         )  # fmt: skip
     try:
-        # Wait until checkpoint-4 (step 4 of 13 in the first epoch) is completely written, then kill at once,
-        # while the run trains on. The next checkpoint in the second epoch (16) is 12 steps and 3 saves away.
         deadline = time.monotonic() + 240
         while True:
             try:
@@ -128,39 +128,61 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(data_dir, ref
     )
     assert not (out / "model.safetensors").exists()  # the final save never happened
 
+
+def resume_and_compare(data_dir, out, args, reference, steps_per_epoch, tmp_path):
+    """`--resume_from_checkpoint last` on the killed run's folder ends exactly as the uninterrupted `reference`."""
     # The checkpoint `--resume_from_checkpoint last` resumes: the newest complete one (a save the kill cut short,
     # if any, is set aside). It must lie inside the first epoch, so that the resumed run crosses an epoch end.
     saved = complete_checkpoints(out)
     assert saved, f"no complete checkpoint in {out}: {sorted(p.name for p in out.iterdir())}"
     resumed_from = saved[-1]
-    assert resumed_from % STEPS_PER_EPOCH != 0, "the kill must land mid-epoch"
-    assert resumed_from < STEPS_PER_EPOCH, (
+    assert resumed_from % steps_per_epoch != 0, "the kill must land mid-epoch"
+    assert resumed_from < steps_per_epoch, (
         f"the kill landed late: the newest complete checkpoint is step {resumed_from}, past the first epoch "
-        f"({STEPS_PER_EPOCH} steps), so the resumed run would not cross an epoch boundary"
+        f"({steps_per_epoch} steps), so the resumed run would not cross an epoch boundary"
     )
     checkpoint_state = read_json(out / f"checkpoint-{resumed_from}" / "trainer_state.json")  # rotated away later
     assert checkpoint_state["global_step"] == resumed_from
 
-    train(["--data_dir", str(data_dir), "--output_dir", str(out), *ARGS, "--resume_from_checkpoint", "last"],
+    train(["--data_dir", str(data_dir), "--output_dir", str(out), *args, "--resume_from_checkpoint", "last"],
           cwd=tmp_path)
 
     state, expected_state = read_json(out / "trainer_state.json"), read_json(reference / "trainer_state.json")
-    assert state["global_step"] == expected_state["global_step"] == MAX_STEPS
+    max_steps = expected_state["global_step"]
+    assert state["global_step"] == max_steps
     log, expected_log = logged_steps(state), logged_steps(expected_state)
-    assert sorted(log) == list(range(1, MAX_STEPS + 1))
+    assert sorted(log) == list(range(1, max_steps + 1))
     # Steps up to the checkpoint were carried over from it, not trained again...
     assert {step: log[step] for step in range(1, resumed_from + 1)} == logged_steps(checkpoint_state)
     # ...and the resumed process trained exactly the remaining steps: its summed loss is theirs. The Trainer divides
     # that sum by the steps of this train() call (transformers 5.23 on) or by the global step (earlier releases).
-    remaining = range(resumed_from + 1, MAX_STEPS + 1)
+    remaining = range(resumed_from + 1, max_steps + 1)
     summed = sum(expected_log[step]["loss"] for step in remaining)
     train_loss = read_json(out / "train_results.json")["train_loss"]
-    divisors = (len(remaining), MAX_STEPS)
+    divisors = (len(remaining), max_steps)
     assert train_loss in [pytest.approx(summed / divisor, rel=1e-12) for divisor in divisors], (train_loss, summed)
     # Same batches in the same order, same dropout masks, same optimizer and scheduler state as the uninterrupted
     # run: every loss, gradient norm and learning rate after the resume point is equal, across the epoch end.
     assert {step: log[step] for step in remaining} == {step: expected_log[step] for step in remaining}
     assert_identical_weights(out, reference)
+
+
+def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(data_dir, reference, tmp_path):
+    out = tmp_path / "killed"
+    kill_after_checkpoint(data_dir, out, ARGS, tmp_path)
+    resume_and_compare(data_dir, out, ARGS, reference, STEPS_PER_EPOCH, tmp_path)
+
+
+def test_token_batches_resume_after_kill_9_to_the_very_same_model(data_dir, tmp_path):
+    """Batches by tokens (`--max_tokens_per_batch`): the same batches in the same order after the resume."""
+    args = [*ARGS, "--max_tokens_per_batch", str(TOKENS_PER_BATCH)]
+    reference = tmp_path / "reference"
+    train(["--data_dir", str(data_dir), "--output_dir", str(reference), *args], cwd=tmp_path)
+    steps_per_epoch, remainder = divmod(read_json(reference / "trainer_state.json")["global_step"], EPOCHS)
+    assert remainder == 0 and SAVE_STEPS < steps_per_epoch and steps_per_epoch % SAVE_STEPS, steps_per_epoch
+    out = tmp_path / "killed"
+    kill_after_checkpoint(data_dir, out, args, tmp_path)
+    resume_and_compare(data_dir, out, args, reference, steps_per_epoch, tmp_path)
 
 
 # transformers' LengthGroupedSampler (--train_sampling_strategy group_by_length, the default) shuffles with the

@@ -1,8 +1,8 @@
 """The README's usage sections, run as written: a snippet that stops working fails here.
 
 The Python blocks run in order as one script (each section continues with the `model` and `tokenizer` loaded in the
-first), in a folder that holds what they name: `runs/multi30k-de-en` (a tiny model trained by train.py on real
-Multi30k lines) and `new.de` / `new.en` (Multi30k pairs it never saw). Hub pushes go to the local Hub stand-in.
+first), in a folder that holds what they name: `runs/multi30k-de-en` (the session's tiny run on real Multi30k lines, in
+conftest.py) and `new.de` / `new.en` (Multi30k pairs it never saw). Hub pushes go to the local Hub stand-in.
 The multi-process launch lines run as printed, with a tiny model's flags appended.
 """
 
@@ -10,6 +10,7 @@ import ast
 import gzip
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,18 +45,9 @@ def read_lines(path: Path, start: int, count: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def workdir(multi30k_slice, multi30k_dir, tmp_path_factory):
-    data_dir = multi30k_slice(train=200, validation=24, test=24)
+def workdir(tiny_run, multi30k_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("readme")
-    run(
-        [
-            sys.executable, str(REPO_ROOT / "train.py"), "--data_dir", str(data_dir), "--output_dir",
-            "runs/multi30k-de-en", *TINY, "--do_train", "--do_predict", "--eval_strategy", "no",
-            "--save_strategy", "no", "--num_train_epochs", "2",
-        ],  # fmt: skip
-        env=None,
-        cwd=workdir,
-    )
+    shutil.copytree(tiny_run.folder, workdir / "runs/multi30k-de-en", ignore=shutil.ignore_patterns("checkpoint-*"))
     # Validation pairs: the model trained on the first 200 training pairs only.
     for lang in ("de", "en"):
         lines = read_lines(multi30k_dir / f"val.{lang}.gz", 100, NEW_PAIRS)

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -14,28 +13,7 @@ import yaml
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, arguments, data, training
 from hf_rnn_seq2seq.data import DataError
-from helpers import REPO_ROOT, TINY, TRAIN_PY, read_json, run, train
-
-LOAD_AND_TRANSLATE = textwrap.dedent(
-    """
-    import json, sys
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    folder, sources = sys.argv[1], json.loads(sys.argv[2])
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # it reads config.json
-    model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True)
-    # The saved code, not the installed package, must have built the model.
-    assert "hf_rnn_seq2seq" not in sys.modules
-    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-    batch = tokenizer(sources, return_tensors="pt", padding=True)
-    ids = model.generate(**batch)  # settings from generation_config.json
-    print(json.dumps({
-        "translations": tokenizer.batch_decode(ids, skip_special_tokens=True),
-        "num_beams": model.generation_config.num_beams,
-    }))
-    """
-)
-
+from helpers import REPO_ROOT, TINY, TRAIN_PY, in_fresh_process, read_json, train
 
 def test_end_to_end_writes_a_hub_model_folder_that_loads_elsewhere(multi30k_slice, tmp_path):
     data_dir = multi30k_slice(train=300, validation=40, test=40)
@@ -68,7 +46,8 @@ def test_end_to_end_writes_a_hub_model_folder_that_loads_elsewhere(multi30k_slic
     from hf_rnn_seq2seq.data import normalize
 
     targets = [normalize(line) for line in (data_dir / "train.en").read_text(encoding="utf-8").splitlines()]
-    labels = AutoTokenizer.from_pretrained(out)(text_target=targets, max_length=48, truncation=True)["input_ids"]
+    labels = AutoTokenizer.from_pretrained(out)(text_target=targets)["input_ids"]
+    assert max(map(len, labels)) <= 128 and train_results["train_dropped_too_long"] == 0
     assert train_results["train_target_tokens"] == 2 * sum(map(len, labels))
     assert train_results["train_target_tokens_per_second"] > 0
     state = read_json(out / "trainer_state.json")
@@ -80,17 +59,15 @@ def test_end_to_end_writes_a_hub_model_folder_that_loads_elsewhere(multi30k_slic
                      f"| BLEU | {test['bleu']:.2f} |", "python train.py --data_dir", "## Limitations"):
         assert expected in card, expected
 
-    # A fresh process elsewhere, going only through the Auto classes and the folder's own code.
-    sources = [line.strip() for line in (data_dir / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()]
+    # A fresh process elsewhere, going only through the Auto classes and the folder's own code, translates the test
+    # sentences as the run read them (normalised, cut to --max_source_length 128) into what the run wrote.
+    sources = [normalize(line) for line in (data_dir / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = run([sys.executable, "-c", LOAD_AND_TRANSLATE, str(out), json.dumps(sources)], cwd=elsewhere)
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    assert loaded["num_beams"] == 2
-    assert all(isinstance(t, str) for t in loaded["translations"]) and any(loaded["translations"])
-    # Same translations as the run wrote (loading may shift logits by ~1e-7, so allow a rare near-tie to flip).
-    same = sum(a == b for a, b in zip(loaded["translations"], hypotheses))
-    assert same >= 36, list(zip(loaded["translations"], hypotheses))
+    (elsewhere / "sources.json").write_text(json.dumps(sources), encoding="utf-8")
+    loaded, _ = in_fresh_process("translate-folder", out, elsewhere / "sources.json", 128, cwd=elsewhere)
+    assert loaded["num_beams"] == 2 and any(loaded["translations"])
+    assert loaded["translations"] == hypotheses
 
 
 def test_tiny_model_memorises_64_real_pairs(multi30k_slice, tmp_path):

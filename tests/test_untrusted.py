@@ -32,27 +32,21 @@ class RunsCommandWhenUnpickled:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(multi30k_slice, tmp_path_factory):
-    data_dir = multi30k_slice(train=200, validation=24, test=24)
-    out = tmp_path_factory.mktemp("run")
-    subprocess.run(
-        [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--do_train",
-         "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "2", "--max_steps", "2"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return data_dir, out / "checkpoint-2"
+def checkpoint(tiny_run):
+    """The shared run's first checkpoint (step 7 of 14), with its pickled optimizer, scheduler and RNG states."""
+    return tiny_run.data_dir, tiny_run.folder / "checkpoint-7"
 
 
 @pytest.mark.parametrize("state_file", ["optimizer.pt", "scheduler.pt", "rng_state.pth"])
 def test_resume_refuses_training_state_that_would_run_code(state_file, checkpoint, tmp_path):
     data_dir, saved = checkpoint
     out = tmp_path / "run"
-    shutil.copytree(saved, out / "checkpoint-2")
+    shutil.copytree(saved, out / "checkpoint-7")
     marker = tmp_path / "code_ran"
-    torch.save(RunsCommandWhenUnpickled(marker), out / "checkpoint-2" / state_file)
+    torch.save(RunsCommandWhenUnpickled(marker), out / "checkpoint-7" / state_file)
     result = subprocess.run(
         [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--do_train",
-         "--eval_strategy", "no", "--save_strategy", "no", "--max_steps", "4", "--resume_from_checkpoint", "last"],
+         "--eval_strategy", "no", "--save_strategy", "no", "--max_steps", "9", "--resume_from_checkpoint", "last"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode != 0
@@ -63,14 +57,14 @@ def test_resume_refuses_training_state_that_would_run_code(state_file, checkpoin
 def test_resume_never_reads_pickled_weights(checkpoint, tmp_path):
     """transformers would load pytorch_model.bin where model.safetensors is missing; the resume refuses instead."""
     data_dir, saved = checkpoint
-    resumed = tmp_path / "run" / "checkpoint-2"
+    resumed = tmp_path / "run" / "checkpoint-7"
     shutil.copytree(saved, resumed)
     (resumed / "model.safetensors").unlink()
     marker = tmp_path / "code_ran"
     torch.save(RunsCommandWhenUnpickled(marker), resumed / "pytorch_model.bin")
     result = subprocess.run(
         [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(resumed.parent), *TINY,
-         "--do_train", "--eval_strategy", "no", "--save_strategy", "no", "--max_steps", "4",
+         "--do_train", "--eval_strategy", "no", "--save_strategy", "no", "--max_steps", "9",
          "--resume_from_checkpoint", str(resumed)],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -80,7 +74,7 @@ def test_resume_never_reads_pickled_weights(checkpoint, tmp_path):
     assert not marker.exists()
 
 
-def test_translating_a_folder_never_imports_its_code_files(model_folder, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_translating_a_folder_never_imports_its_code_files(model_folder, tmp_path, monkeypatch, capsys):
     """The installed package builds the model; the .py files saved beside the weights are for remote-code users."""
     folder, _, _ = model_folder
     copy = tmp_path / "model"

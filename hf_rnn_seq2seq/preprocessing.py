@@ -1,0 +1,155 @@
+"""From pairs of sentences to model inputs, for corpora of any size: the tokenizer (trained on a sample, cached),
+tokenization cached on disk, and the cleaning of the training split.
+
+Everything works on `datasets` tables held on disk and memory-mapped (or streamed), batch by batch, so memory does
+not grow with the corpus. Tokenized splits are cached in the `datasets` cache under a fingerprint of the pairs
+(itself a hash of the files' contents), the tokenizer and the settings: a second run on the same data reuses them,
+and a changed file or tokenizer is tokenized anew.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+
+from pathlib import Path
+
+import datasets
+import numpy as np
+from datasets.fingerprint import Hasher
+from transformers import AutoTokenizer
+
+from .tokenization import train_bpe_tokenizer
+
+logger = logging.getLogger(__name__)
+
+# Changing what `tokenize_pairs` computes must change this, so that no cache written before is reused.
+TOKENIZATION_VERSION = 1
+LENGTH_COLUMNS = ("source_length", "target_length")  # tokens per side, EOS included
+SAMPLE_RUN = 1000
+
+
+def tokenizer_training_texts(
+    train, source_lang: str, target_lang: str, samples: int, seed: int
+) -> Iterator[str]:
+    """Both sides of `samples` training pairs drawn with `seed` (all pairs, in order, when there are no more; the
+    first `samples` of a stream), read batch by batch. The sample is made of runs of SAMPLE_RUN consecutive pairs
+    (the corpora are shuffled or at worst sorted by document), so that it reads a fraction of the table's pages
+    rather than nearly all of them."""
+    if isinstance(train, datasets.Dataset) and len(train) > samples:
+        runs = np.random.default_rng(seed).choice(math.ceil(len(train) / SAMPLE_RUN), math.ceil(samples / SAMPLE_RUN),
+                                                  replace=False)  # fmt: skip
+        starts = np.sort(runs) * SAMPLE_RUN
+        indices = np.concatenate([np.arange(start, min(start + SAMPLE_RUN, len(train))) for start in starts])
+        train = train.select(indices[:samples])
+    elif not isinstance(train, datasets.Dataset):
+        train = train.take(samples)
+    for batch in train.iter(batch_size=1000):
+        for pair in batch["translation"]:
+            yield pair[source_lang]
+            yield pair[target_lang]
+
+
+def cached_tokenizer(train, source_lang: str, target_lang: str, vocab_size: int, min_frequency: int, samples: int,
+                     seed: int):  # fmt: skip
+    """A joint BPE tokenizer trained on `tokenizer_training_texts`, kept in the `datasets` cache beside the training
+    pairs it was trained on (keyed by them and the settings): a second run on the same data loads it."""
+    folder = None
+    if isinstance(train, datasets.Dataset) and train.cache_files:
+        key = Hasher.hash([train._fingerprint, source_lang, target_lang, vocab_size, min_frequency, samples, seed])
+        folder = Path(train.cache_files[0]["filename"]).parent / f"hf_rnn_seq2seq-tokenizer-{key}"
+        if (folder / "tokenizer.json").is_file():
+            logger.info("the tokenizer trained on these pairs before: %s", folder)
+            return AutoTokenizer.from_pretrained(folder)
+    texts = tokenizer_training_texts(train, source_lang, target_lang, samples, seed)
+    tokenizer = train_bpe_tokenizer(texts, vocab_size, min_frequency)
+    if folder is not None:
+        tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def tokenize_pairs(batch, tokenizer, source_lang, target_lang, max_source_length, max_target_length) -> dict:
+    """Source ids (EOS appended), label ids and both lengths; cut to the limits where they are given."""
+    sources = [pair[source_lang] for pair in batch["translation"]]
+    targets = [pair[target_lang] for pair in batch["translation"]]
+    cut = {"truncation": max_source_length is not None}
+    features = tokenizer(sources, max_length=max_source_length, **cut)
+    labels = tokenizer(text_target=targets, max_length=max_target_length, **cut)["input_ids"]
+    features["labels"] = labels
+    features["source_length"] = [len(ids) for ids in features["input_ids"]]
+    features["target_length"] = [len(ids) for ids in labels]
+    return features
+
+
+def tokenize_split(dataset, tokenizer, source_lang: str, target_lang: str, limits: tuple[int, int] | None,
+                   num_workers: int | None, description: str):  # fmt: skip
+    """`tokenize_pairs` over a split, with `num_workers` processes, cached under a fingerprint of the pairs, the
+    tokenizer and the settings. `limits` (max source, max target length) cut the sentences; None keeps them whole
+    (the training split, cleaned afterwards)."""
+    settings = dict(tokenizer=tokenizer, source_lang=source_lang, target_lang=target_lang)
+    settings.update(zip(("max_source_length", "max_target_length"), limits or (None, None)))
+    if not isinstance(dataset, datasets.Dataset):  # a stream: tokenized as it is read
+        return dataset.map(tokenize_pairs, batched=True, fn_kwargs=settings, remove_columns=["translation"])
+    fingerprint = Hasher.hash(
+        [dataset._fingerprint, _tokenizer_identity(tokenizer), source_lang, target_lang, limits, TOKENIZATION_VERSION]
+    )
+    return dataset.map(
+        tokenize_pairs,
+        batched=True,
+        fn_kwargs=settings,
+        remove_columns=dataset.column_names,
+        num_proc=num_workers if num_workers and num_workers > 1 and len(dataset) >= 10_000 else None,
+        new_fingerprint=fingerprint,
+        desc=description,
+    )
+
+
+def _tokenizer_identity(tokenizer) -> str:
+    """What the tokenizer computes (vocabulary, merges, normalisation, post-processing), without the truncation and
+    padding state a call leaves behind."""
+    saved = json.loads(tokenizer.backend_tokenizer.to_str())
+    saved.pop("truncation", None)
+    saved.pop("padding", None)
+    return json.dumps(saved, sort_keys=True)
+
+
+def clean_training_pairs(train, max_source_length: int, max_target_length: int, max_length_ratio: float):
+    """Drop training pairs a translation model should not learn from: a side over its length limit (cutting it
+    would leave a source and a target that no longer translate each other), or sides whose lengths differ by more
+    than `max_length_ratio` times (0: no ratio limit). Returns the kept pairs and how many were dropped, and why."""
+    if not isinstance(train, datasets.Dataset):  # a stream: filtered as it is read, not counted
+        return train.filter(
+            _keep, batched=True, input_columns=list(LENGTH_COLUMNS),
+            fn_kwargs=dict(limits=(max_source_length, max_target_length), max_ratio=max_length_ratio),
+        ), {}  # fmt: skip
+    lengths = train.with_format("numpy", columns=list(LENGTH_COLUMNS))[:]
+    sources, targets = lengths["source_length"], lengths["target_length"]
+    too_long = (sources > max_source_length) | (targets > max_target_length)
+    uneven = ~too_long & ~_ratio_ok(sources, targets, max_length_ratio)
+    dropped = {"train_dropped_too_long": int(too_long.sum()), "train_dropped_length_ratio": int(uneven.sum())}
+    logger.info(
+        "cleaning: dropped %d training pair(s) over the length limits (%d source / %d target tokens) and %d whose "
+        "sides differ in length more than %g times; %d kept",
+        dropped["train_dropped_too_long"], max_source_length, max_target_length, dropped["train_dropped_length_ratio"],
+        max_length_ratio, len(train) - sum(dropped.values()),
+    )  # fmt: skip
+    if not any(dropped.values()):
+        return train, dropped
+    kept = train.select(np.flatnonzero(~(too_long | uneven)))
+    if len(kept) == 0:
+        raise ValueError("cleaning dropped every training pair: raise --max_source_length / --max_target_length")
+    return kept, dropped
+
+
+def _ratio_ok(sources: np.ndarray, targets: np.ndarray, max_ratio: float) -> np.ndarray:
+    if not max_ratio:
+        return np.ones(len(sources), dtype=bool)
+    return np.maximum(sources, targets) <= max_ratio * np.minimum(sources, targets)
+
+
+def _keep(sources, targets, limits, max_ratio) -> list[bool]:
+    sources, targets = np.asarray(sources), np.asarray(targets)
+    fits = (sources <= limits[0]) & (targets <= limits[1])
+    return (fits & _ratio_ok(sources, targets, max_ratio)).tolist()
