@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import datasets
-
-from datasets.exceptions import DatasetGenerationError
+import pyarrow as pa
+from datasets.fingerprint import Hasher
+from datasets.table import MemoryMappedTable
 
 from .text_files import DataError, check_languages, file_fingerprint, iter_parallel_file, iter_parallel_lines, normalize
 
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+WRITE_BATCH = 10_000  # pairs normalised and written to the Arrow file at a time
+PAIRS_FORMAT = 1  # of the cached pair files: change it when `_write_pairs` writes something else
 
 # The read-only data next to the repository on the development machines (../shared/data/multi30k).
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
@@ -55,43 +60,53 @@ def _features(source_lang: str, target_lang: str) -> datasets.Features:
     )
 
 
-def _normalized_pairs(kind, paths, content, source_lang, target_lang, columns, split, split_seed, fractions, what):
-    """The rows of a file-based dataset: normalised pairs, those with an empty side dropped and counted (as
-    `datasets.Dataset.from_generator`'s generator: module level, plain arguments, by which the cache is keyed;
-    `content` is the files' fingerprint). `split`: only the pairs `source_split` assigns to it (a lone file)."""
-    pairs = iter_parallel_lines(*paths) if kind == "lines" else iter_parallel_file(paths[0], source_lang, target_lang, columns)
+def _write_pairs(path: Path, kind, paths, source_lang, target_lang, columns, split, split_seed, fractions, what):
+    """Normalise the pairs of the files and write them to the Arrow file `path`, WRITE_BATCH at a time; pairs with
+    an empty side are dropped and counted. `split`: only the pairs `source_split` assigns to it (a lone file)."""
+    if kind == "lines":
+        pairs = iter_parallel_lines(*paths)
+    else:
+        pairs = iter_parallel_file(paths[0], source_lang, target_lang, columns)
+    schema = _features(source_lang, target_lang).arrow_schema
     kept = dropped = 0
-    for source, target in pairs:
-        if split is not None and source_split(source, split_seed, *fractions) != split:
-            continue
-        source, target = normalize(source), normalize(target)
-        if source and target:
-            kept += 1
-            yield {"translation": {source_lang: source, target_lang: target}}
-        else:
-            dropped += 1
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        while chunk := list(islice(pairs, WRITE_BATCH)):
+            sources, targets = [], []
+            for source, target in chunk:
+                if split is not None and source_split(source, split_seed, *fractions) != split:
+                    continue
+                source, target = normalize(source), normalize(target)
+                if source and target:
+                    sources.append(source)
+                    targets.append(target)
+                else:
+                    dropped += 1
+            kept += len(sources)
+            column = pa.StructArray.from_arrays([pa.array(sources, pa.string()), pa.array(targets, pa.string())],
+                                                names=[source_lang, target_lang])  # fmt: skip
+            writer.write_batch(pa.record_batch([column], schema=schema))
     if dropped:
         logger.warning("%s: dropped %d pair(s) with an empty side, kept %d", what, dropped, kept)
 
 
 def _file_dataset(kind, paths, source_lang, target_lang, what, cache_dir=None, columns=None, split=None,
                   split_seed=0, fractions=(0.0, 0.0)) -> datasets.Dataset:  # fmt: skip
-    """Pairs read from files a line at a time and written to an Arrow file in the `datasets` cache in batches, so
-    memory does not grow with the corpus; a second read of unchanged files is served from that cache."""
-    # Tuples, not lists: `datasets` would deal a list's items out to shards of the generator.
-    gen_kwargs = dict(
-        kind=kind, paths=tuple(str(path) for path in paths), content=file_fingerprint(*paths), source_lang=source_lang,
-        target_lang=target_lang, columns=tuple(columns) if columns else None, split=split, split_seed=split_seed,
-        fractions=tuple(fractions), what=what,
-    )  # fmt: skip
-    try:
-        dataset = datasets.Dataset.from_generator(
-            _normalized_pairs, features=_features(source_lang, target_lang), gen_kwargs=gen_kwargs, cache_dir=cache_dir
-        )
-    except DatasetGenerationError as error:  # datasets wraps what the generator raised
-        if isinstance(error.__cause__, DataError):
-            raise error.__cause__ from None
-        raise
+    """Pairs read from files a line at a time into an Arrow file in the `datasets` cache (memory-mapped, so memory
+    does not grow with the corpus). The file is keyed by the files' contents and the settings: a second read of
+    unchanged files with the same settings is that file, and a changed file is read anew."""
+    settings = [kind, [str(path) for path in paths], source_lang, target_lang, columns, split, split_seed, fractions]
+    key = Hasher.hash([PAIRS_FORMAT, file_fingerprint(*paths), *settings])
+    path = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "hf_rnn_seq2seq" / f"pairs-{key}.arrow"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.incomplete")
+        try:
+            _write_pairs(partial, kind, paths, source_lang, target_lang, columns, split, split_seed, fractions, what)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(path)  # whole or not at all, even if the run is killed while writing
+    dataset = datasets.Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=key)
     if len(dataset) == 0:
         raise DataError(f"{what}: no non-empty sentence pairs")
     logger.info("%s: %d pairs", what, len(dataset))

@@ -26,7 +26,7 @@ from .tokenization import train_bpe_tokenizer
 logger = logging.getLogger(__name__)
 
 # Changing what `tokenize_pairs` computes must change this, so that no cache written before is reused.
-TOKENIZATION_VERSION = 1
+TOKENIZATION_VERSION = 2
 LENGTH_COLUMNS = ("source_length", "target_length")  # tokens per side, EOS included
 SAMPLE_RUN = 1000
 
@@ -71,16 +71,23 @@ def cached_tokenizer(train, source_lang: str, target_lang: str, vocab_size: int,
 
 
 def tokenize_pairs(batch, tokenizer, source_lang, target_lang, max_source_length, max_target_length) -> dict:
-    """Source ids (EOS appended), label ids and both lengths; cut to the limits where they are given."""
-    sources = [pair[source_lang] for pair in batch["translation"]]
-    targets = [pair[target_lang] for pair in batch["translation"]]
-    cut = {"truncation": max_source_length is not None}
-    features = tokenizer(sources, max_length=max_source_length, **cut)
-    labels = tokenizer(text_target=targets, max_length=max_target_length, **cut)["input_ids"]
-    features["labels"] = labels
-    features["source_length"] = [len(ids) for ids in features["input_ids"]]
-    features["target_length"] = [len(ids) for ids in labels]
-    return features
+    """Source ids and label ids (EOS appended) and both lengths, cut to the limits where they are given (None:
+    whole). The Rust tokenizer's own batch encoding, which is what the tokenizer's call runs, without the Python
+    work of its outputs; no attention mask (all ones: the collator makes it when it pads)."""
+    backend = tokenizer.backend_tokenizer
+    pairs = batch["translation"]
+    columns = {}
+    for column, lang, limit in (("input_ids", source_lang, max_source_length), ("labels", target_lang,
+                                                                                max_target_length)):  # fmt: skip
+        if limit is None:
+            backend.no_truncation()
+        else:
+            backend.enable_truncation(limit)  # as the tokenizer's call with truncation=True, max_length=limit
+        columns[column] = [encoding.ids for encoding in backend.encode_batch([pair[lang] for pair in pairs])]
+    backend.no_truncation()  # (the tokenizer's call sets what it needs; leave no state behind)
+    columns["source_length"] = [len(ids) for ids in columns["input_ids"]]
+    columns["target_length"] = [len(ids) for ids in columns["labels"]]
+    return columns
 
 
 def tokenize_split(dataset, tokenizer, source_lang: str, target_lang: str, limits: tuple[int, int] | None,

@@ -77,7 +77,9 @@ def load_splits(model_args: ModelArguments, data_args: DataTrainingArguments, tr
     }
     if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
         raise ValueError("--streaming: a stream has no length, so pass --max_steps (the number of updates)")
-    raw = load_data(data_args, [split for split, (needed, _) in wanted.items() if needed], model_args.cache_dir)
+    splits = [split for split, (needed, _) in wanted.items() if needed]
+    with training_args.main_process_first(local=True, desc="reading the corpus"):  # the others read its cache
+        raw = load_data(data_args, splits, model_args.cache_dir)
     return {split: first(dataset, wanted[split][1]) for split, dataset in raw.items()}
 
 

@@ -20,6 +20,7 @@ from huggingface_hub import ModelCard
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from hf_rnn_seq2seq.text_files import normalize
 from hub_server import HubServer
 from helpers import TINY, TOKEN, hub_env, read_json, run
 
@@ -138,14 +139,21 @@ def test_the_multi_process_launch_lines_train_with_two_processes(launcher, multi
     # repeats to fill it.
     data_dir = multi30k_slice(train=200, validation=24, test=25)
     out, alone = tmp_path / "ddp", tmp_path / "one-process"
+    # One launcher batches by sentences, the other by tokens.
+    batching = ["--max_tokens_per_batch", "600"] if launcher.startswith("accelerate") else []
     run(
         [*command, "--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--do_train", "--do_predict",
-         "--eval_strategy", "no", "--save_strategy", "no", "--num_train_epochs", "1"],
+         "--eval_strategy", "no", "--save_strategy", "no", "--num_train_epochs", "1", *batching],
         env=None,
         cwd=tmp_path,
     )  # fmt: skip
     # Two processes shared each gradient step (DDP), instead of each training its own copy.
-    assert read_json(out / "train_results.json")["world_size"] == 2
+    results = read_json(out / "train_results.json")
+    assert results["world_size"] == 2
+    if batching:  # the two processes together trained on every pair's target tokens exactly once in the epoch
+        targets = (data_dir / "train.en").read_text(encoding="utf-8").splitlines()
+        labels = AutoTokenizer.from_pretrained(out)(text_target=[normalize(line) for line in targets])["input_ids"]
+        assert results["train_target_tokens"] == sum(map(len, labels))
     # Generation was sharded over both processes and gathered back in order, without duplicates: line for line what
     # one process translates with the same model.
     run(
