@@ -151,8 +151,11 @@ def main():
     rows = []
     for size in args.sizes:
         corpus, cache = work / f"corpus-{size}", work / f"cache-{size}"
-        if not corpus.exists():
-            write_corpus(corpus, size, pairs)
+        if not corpus.exists():  # written whole or not at all: an interrupted write is not taken for a corpus
+            partial = work / f"partial-corpus-{size}"
+            shutil.rmtree(partial, ignore_errors=True)
+            write_corpus(partial, size, pairs)
+            partial.rename(corpus)
         runs = [run_train(corpus, work, cache, work / f"train-{size}-{attempt}.log") for attempt in (1, 2)]
         floor = encode_floor(corpus, work / "run" / "tokenizer.json")
         rows.append({"size": size, "runs": runs, "floor": floor})

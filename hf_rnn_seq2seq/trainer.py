@@ -41,13 +41,15 @@ def length_grouped_order(lengths: np.ndarray, batch_size: int, generator: torch.
     by length, longest first (ties in permutation order); the mega-batch holding the longest pair goes first.
     """
     mega_batch_mult = min(len(lengths) // (batch_size * 4), 50) or 1
-    indices = torch.randperm(len(lengths), generator=generator).numpy()
+    order = torch.randperm(len(lengths), generator=generator).numpy()
     size = mega_batch_mult * batch_size
-    megabatches = [indices[start : start + size] for start in range(0, len(lengths), size)]
-    megabatches = [megabatch[np.argsort(-lengths[megabatch], kind="stable")] for megabatch in megabatches]
-    longest = int(np.argmax([lengths[megabatch[0]] for megabatch in megabatches]))  # the first of equal maxima
-    megabatches[0][0], megabatches[longest][0] = megabatches[longest][0], megabatches[0][0]
-    return np.concatenate(megabatches)
+    for start in range(0, len(order), size):  # each mega-batch sorted in place
+        megabatch = order[start : start + size]
+        megabatch[:] = megabatch[np.argsort(-lengths[megabatch], kind="stable")]
+    starts = range(0, len(order), size)
+    longest = starts[int(np.argmax(lengths[order[::size]]))]  # the mega-batch whose first pair is longest (the first)
+    order[0], order[longest] = order[longest], order[0]
+    return order
 
 
 class EpochSeededLengthGroupedSampler(torch.utils.data.Sampler):
