@@ -195,9 +195,11 @@ def plot(rows: list[dict], path: Path) -> None:
     sizes = [row["size"] for row in rows]
     figure, (memory, seconds) = plt.subplots(1, 2, figsize=(10, 4))
     for index, name in enumerate(("first run", "second run")):
-        memory.plot(sizes, [row["runs"][index]["peak_gb"] for row in rows], marker="o", label=name)
+        memory.plot(sizes, [row["runs"][index]["peak_gb"] for row in rows], marker="o", label=f"{name}, PSS")
+        memory.plot(sizes, [row["runs"][index]["peak_anonymous_gb"] for row in rows], marker="o", linestyle="--",
+                    color=memory.lines[-1].get_color(), label=f"{name}, anonymous")  # fmt: skip
         seconds.plot(sizes, [row["runs"][index]["seconds_to_first_step"] for row in rows], marker="o", label=name)
-    for axes, label in ((memory, "peak memory, PSS (GB)"), (seconds, "seconds to the first training step")):
+    for axes, label in ((memory, "peak memory (GB)"), (seconds, "seconds to the first training step")):
         axes.set_xscale("log")
         axes.set_xlabel("training pairs")
         axes.set_ylabel(label)

@@ -9,9 +9,12 @@ Three sources are supported:
 
 * a local directory in the Multi30k layout (`load_parallel_dir`),
 * one TSV or JSON-lines file, or one file per split (`load_parallel_files`),
-* a Hub dataset (`load_hub_dataset`, online only), mapped by `to_translation_dataset`.
+* a Hub dataset (`load_hub_dataset`, online only; its training split optionally streamed), mapped by
+  `to_translation_dataset`.
 
-`load_data` picks among them as train.py's arguments say.
+`load_data` picks among them as train.py's arguments say. Local files are read a line at a time into an Arrow file
+in the `datasets` cache and memory-mapped from there, so memory does not grow with the corpus; the file is keyed by
+the files' contents and the settings, and a second read is that file (`_file_dataset`).
 
 The files are read by `text_files.py`; malformed input raises its `DataError` (a `ValueError`) naming the file,
 and the line where one is at fault, instead of failing later inside tokenisation or training.
