@@ -14,7 +14,7 @@ Three sources are supported:
 
 `load_data` picks among them as train.py's arguments say. Local files are read a line at a time into an Arrow file
 in the `datasets` cache and memory-mapped from there, so memory does not grow with the corpus; the file is keyed by
-the files' contents and the settings, and a second read is that file (`_file_dataset`).
+the files' contents and the settings, and a second read is that file (`_file_datasets`).
 
 The files are read by `text_files.py`; malformed input raises its `DataError` (a `ValueError`) naming the file,
 and the line where one is at fault, instead of failing later inside tokenisation or training.
@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,57 +64,74 @@ def _features(source_lang: str, target_lang: str) -> datasets.Features:
     )
 
 
-def _write_pairs(path: Path, kind, paths, source_lang, target_lang, columns, split, split_seed, fractions, what):
-    """Normalise the pairs of the files and write them to the Arrow file `path`, WRITE_BATCH at a time; pairs with
-    an empty side are dropped and counted. `split`: only the pairs `source_split` assigns to it (a lone file)."""
+def _write_pairs(outputs: dict, kind, paths, source_lang, target_lang, columns, splitting) -> dict:
+    """Normalise the pairs of the files and write them, WRITE_BATCH at a time, to the Arrow files `outputs`
+    ({split: path}), in one pass: with `splitting` (seed, validation fraction, test fraction) each pair to the file
+    of the split `source_split` assigns it (a lone file), else all to the one file (split None). Pairs with an empty
+    side are dropped; returns how many, by split."""
     if kind == "lines":
         pairs = iter_parallel_lines(*paths)
     else:
         pairs = iter_parallel_file(paths[0], source_lang, target_lang, columns)
     schema = _features(source_lang, target_lang).arrow_schema
-    kept = dropped = 0
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+    dropped = dict.fromkeys(outputs, 0)
+    with ExitStack() as stack:
+        writers = {
+            split: stack.enter_context(pa.ipc.new_stream(stack.enter_context(pa.OSFile(str(path), "wb")), schema))
+            for split, path in outputs.items()
+        }
         while chunk := list(islice(pairs, WRITE_BATCH)):
-            sources, targets = [], []
+            columns_of = {split: ([], []) for split in outputs}  # sources, targets
             for source, target in chunk:
-                if split is not None and source_split(source, split_seed, *fractions) != split:
-                    continue
+                split = None if splitting is None else source_split(source, *splitting)
                 source, target = normalize(source), normalize(target)
                 if source and target:
-                    sources.append(source)
-                    targets.append(target)
+                    columns_of[split][0].append(source)
+                    columns_of[split][1].append(target)
                 else:
-                    dropped += 1
-            kept += len(sources)
-            column = pa.StructArray.from_arrays([pa.array(sources, pa.string()), pa.array(targets, pa.string())],
-                                                names=[source_lang, target_lang])  # fmt: skip
-            writer.write_batch(pa.record_batch([column], schema=schema))
-    if dropped:
-        logger.warning("%s: dropped %d pair(s) with an empty side, kept %d", what, dropped, kept)
+                    dropped[split] += 1
+            for split, (sources, targets) in columns_of.items():
+                column = pa.StructArray.from_arrays([pa.array(sources, pa.string()), pa.array(targets, pa.string())],
+                                                    names=[source_lang, target_lang])  # fmt: skip
+                writers[split].write_batch(pa.record_batch([column], schema=schema))
+    return dropped
 
 
-def _file_dataset(kind, paths, source_lang, target_lang, what, cache_dir=None, columns=None, split=None,
-                  split_seed=0, fractions=(0.0, 0.0)) -> datasets.Dataset:  # fmt: skip
-    """Pairs read from files a line at a time into an Arrow file in the `datasets` cache (memory-mapped, so memory
-    does not grow with the corpus). The file is keyed by the files' contents and the settings: a second read of
-    unchanged files with the same settings is that file, and a changed file is read anew."""
-    settings = [kind, [str(path) for path in paths], source_lang, target_lang, columns, split, split_seed, fractions]
-    key = Hasher.hash([PAIRS_FORMAT, file_fingerprint(*paths), *settings])
-    path = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "hf_rnn_seq2seq" / f"pairs-{key}.arrow"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.incomplete")
+def _file_datasets(kind, paths, source_lang, target_lang, what, cache_dir=None, columns=None, splitting=None,
+                   splits=(None,)) -> dict:  # fmt: skip
+    """{split: pairs} read from files a line at a time into Arrow files in the `datasets` cache (memory-mapped, so
+    memory does not grow with the corpus); `splits` are those `splitting` makes of a lone file (see `_write_pairs`),
+    else (None,). The files are keyed by the files' contents and the settings: a second read of unchanged files with
+    the same settings is those files, and a changed file is read anew."""
+    settings = [PAIRS_FORMAT, file_fingerprint(*paths), kind, [str(path) for path in paths], source_lang,
+                target_lang, columns, splitting]  # fmt: skip
+    keys = {split: Hasher.hash([*settings, split]) for split in splits}
+    folder = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "hf_rnn_seq2seq"
+    outputs = {split: folder / f"pairs-{key}.arrow" for split, key in keys.items()}
+    dropped = {}
+    if not all(path.is_file() for path in outputs.values()):
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = {split: path.with_name(f"{path.name}.{os.getpid()}.incomplete") for split, path in outputs.items()}
         try:
-            _write_pairs(partial, kind, paths, source_lang, target_lang, columns, split, split_seed, fractions, what)
+            dropped = _write_pairs(partial, kind, paths, source_lang, target_lang, columns, splitting)
         except BaseException:
-            partial.unlink(missing_ok=True)
+            for path in partial.values():
+                path.unlink(missing_ok=True)
             raise
-        partial.replace(path)  # whole or not at all, even if the run is killed while writing
-    dataset = datasets.Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=key)
-    if len(dataset) == 0:
-        raise DataError(f"{what}: no non-empty sentence pairs")
-    logger.info("%s: %d pairs", what, len(dataset))
-    return dataset
+        for split, path in partial.items():
+            path.replace(outputs[split])  # whole or not at all, even if the run is killed while writing
+    result = {}
+    for split, key in keys.items():
+        dataset = datasets.Dataset(MemoryMappedTable.from_file(str(outputs[split])), fingerprint=key)
+        label = what if split is None else f"{what} [{split}]"
+        if len(dataset) == 0:
+            raise DataError(f"{label}: no non-empty sentence pairs")
+        if dropped.get(split):
+            logger.warning("%s: dropped %d pair(s) with an empty side, kept %d", label, dropped[split], len(dataset))
+        else:
+            logger.info("%s: %d pairs", label, len(dataset))
+        result[split] = dataset
+    return result
 
 
 # --------------------------------------------------------------------------- local directory
@@ -172,9 +190,9 @@ def load_parallel_dir(
                 raise DataError(f"{data_dir}: both {' and '.join(p.name for p in candidates)} exist; keep one")
             paths[lang] = candidates[0]
         what = f"{data_dir}/{stem}.{source_lang}-{target_lang}"
-        result[split] = _file_dataset(
+        result[split] = _file_datasets(
             "lines", [paths[source_lang], paths[target_lang]], source_lang, target_lang, what, cache_dir
-        )
+        )[None]
     return datasets.DatasetDict(result)
 
 
@@ -212,7 +230,8 @@ def load_parallel_files(
         raise DataError(f"unknown split name(s) {sorted(unknown)}; expected some of {list(SPLITS)}")
     if set(files) != {"train"}:
         return datasets.DatasetDict({
-            split: _file_dataset("file", [path], source_lang, target_lang, f"{path} [{split}]", cache_dir, columns)
+            split: _file_datasets("file", [path], source_lang, target_lang, f"{path} [{split}]", cache_dir,
+                                  columns)[None]
             for split, path in files.items()
         })  # fmt: skip
     if not (0 <= validation_fraction and 0 <= test_fraction and validation_fraction + test_fraction < 1):
@@ -220,14 +239,13 @@ def load_parallel_files(
             f"split fractions must be >= 0 and leave room for training, got validation={validation_fraction}, "
             f"test={test_fraction}"
         )
+    splits = [split for split, fraction in (("train", 1.0), ("validation", validation_fraction),
+                                            ("test", test_fraction)) if fraction]  # fmt: skip
     path = files["train"]
-    fractions = (validation_fraction, test_fraction)
-    return datasets.DatasetDict({
-        split: _file_dataset("file", [path], source_lang, target_lang, f"{path} [{split}]", cache_dir, columns,
-                             split, seed, fractions)
-        for split, fraction in (("train", 1.0), ("validation", validation_fraction), ("test", test_fraction))
-        if fraction
-    })  # fmt: skip
+    return datasets.DatasetDict(
+        _file_datasets("file", [path], source_lang, target_lang, str(path), cache_dir, columns,
+                       (seed, validation_fraction, test_fraction), splits)
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- Hub datasets
@@ -278,10 +296,10 @@ def load_hub_dataset(
     config_name: str | None = None,
     cache_dir: str | None = None,
     streaming: bool = False,
-) -> datasets.DatasetDict:
+) -> dict:
     """`datasets.load_dataset(name)` mapped to train/validation/test with a `translation` column. `streaming`: the
     training split is read as a stream (an `IterableDataset`, never downloaded whole); validation and test, which
-    are translated and scored whole, are read into tables."""
+    are translated and scored whole, are read into tables. Returns {split: dataset}."""
     raw = datasets.load_dataset(name, config_name, cache_dir=cache_dir, streaming=streaming)
     result = {}
     for split, dataset in raw.items():
