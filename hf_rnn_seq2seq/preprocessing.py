@@ -37,6 +37,7 @@ TOKENIZED_FEATURES = datasets.Features(
     }
 )
 SAMPLE_RUN = 1000
+PARALLEL_FROM = 10_000  # pairs; fewer are tokenized sooner in this process than worker processes start
 
 
 def tokenizer_training_texts(
@@ -78,15 +79,14 @@ def cached_tokenizer(train, source_lang: str, target_lang: str, vocab_size: int,
     return tokenizer
 
 
-def tokenize_pairs(batch, tokenizer, source_lang, target_lang, max_source_length, max_target_length) -> dict:
-    """Source ids and label ids (EOS appended) and both lengths, cut to the limits where they are given (None:
-    whole). The Rust tokenizer's own batch encoding, which is what the tokenizer's call runs, without the Python
-    work of its outputs; no attention mask (all ones: the collator makes it when it pads)."""
+def tokenize_pairs(batch, tokenizer, source_lang, target_lang, limits) -> dict:
+    """Source ids and label ids (EOS appended) and both lengths, cut to `limits` (max source, max target length)
+    where given (None: whole). The Rust tokenizer's own batch encoding, which is what the tokenizer's call runs,
+    without the Python work of its outputs; no attention mask (all ones: the collator makes it when it pads)."""
     backend = tokenizer.backend_tokenizer
     pairs = batch["translation"]
     columns = {}
-    for column, lang, limit in (("input_ids", source_lang, max_source_length), ("labels", target_lang,
-                                                                                max_target_length)):  # fmt: skip
+    for column, lang, limit in zip(("input_ids", "labels"), (source_lang, target_lang), limits or (None, None)):
         if limit is None:
             backend.no_truncation()
         else:
@@ -103,8 +103,7 @@ def tokenize_split(dataset, tokenizer, source_lang: str, target_lang: str, limit
     """`tokenize_pairs` over a split, with `num_workers` processes, cached under a fingerprint of the pairs, the
     tokenizer and the settings. `limits` (max source, max target length) cut the sentences; None keeps them whole
     (the training split, cleaned afterwards)."""
-    settings = dict(tokenizer=tokenizer, source_lang=source_lang, target_lang=target_lang)
-    settings.update(zip(("max_source_length", "max_target_length"), limits or (None, None)))
+    settings = dict(tokenizer=tokenizer, source_lang=source_lang, target_lang=target_lang, limits=limits)
     if not isinstance(dataset, datasets.Dataset):  # a stream: tokenized as it is read
         return dataset.map(tokenize_pairs, batched=True, fn_kwargs=settings, remove_columns=["translation"])
     fingerprint = Hasher.hash(
@@ -116,7 +115,7 @@ def tokenize_split(dataset, tokenizer, source_lang: str, target_lang: str, limit
         fn_kwargs=settings,
         features=TOKENIZED_FEATURES,
         remove_columns=dataset.column_names,
-        num_proc=num_workers if num_workers and num_workers > 1 and len(dataset) >= 10_000 else None,
+        num_proc=num_workers if num_workers and num_workers > 1 and len(dataset) >= PARALLEL_FROM else None,
         new_fingerprint=fingerprint,
         desc=description,
     )

@@ -103,8 +103,8 @@ class TranslationTrainer(Seq2SeqTrainer):
         batches = TokenBatchSampler(
             *pair_lengths(self.train_dataset),
             max_tokens=self.args.max_tokens_per_batch,
-            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
-            epoch=lambda: self.state.epoch or 0,
+            seed=self._data_seed(),
+            epoch=self._epoch,
             num_processes=self.args.world_size,  # accelerate deals the batches out round-robin
         )
         loader = DataLoader(
@@ -120,13 +120,20 @@ class TranslationTrainer(Seq2SeqTrainer):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, datasets.Dataset):
             return super()._get_train_sampler(train_dataset)
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return EpochSeededLengthGroupedSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             padded_lengths(*pair_lengths(self.train_dataset)),  # the same rows, before unused columns were dropped
-            seed,
-            epoch=lambda: self.state.epoch or 0,
+            self._data_seed(),
+            epoch=self._epoch,
         )
+
+    def _data_seed(self) -> int:
+        """The seed of the training order: --data_seed, else --seed."""
+        return self.args.data_seed if self.args.data_seed is not None else self.args.seed
+
+    def _epoch(self) -> float:
+        """Where training is, in epochs (the samplers read it when an epoch's iteration starts)."""
+        return self.state.epoch or 0
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         check_checkpoint_weights(resume_from_checkpoint, self.model if model is None else model)

@@ -106,7 +106,7 @@ def get_tokenizer(model_args, data_args, training_args, raw: dict):
                 model_args.tokenizer_min_frequency, data_args.tokenizer_train_samples, training_args.seed,
             )  # fmt: skip
             tokenizer.save_pretrained(output_dir)
-            logger.info("trained a joint BPE tokenizer (%d tokens) on the training split", len(tokenizer))
+            logger.info("joint BPE tokenizer of the training split: %d tokens", len(tokenizer))
         else:
             tokenizer = AutoTokenizer.from_pretrained(output_dir)
     return tokenizer
