@@ -32,7 +32,7 @@ DEFAULT_MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.
 RECIPE_MODEL_SETTINGS = {"encoder_hidden_size": 256, "dropout": 0.3, "label_smoothing": 0.1}
 # Config fields that are not flags: the tokenizer decides the vocabulary and its special tokens; the rest is fixed.
 _NOT_SETTABLE = {
-    "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "use_cache",
+    "vocab_size", "source_vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "use_cache",
     "is_encoder_decoder",
 }  # fmt: skip
 _CHOICES = {"attention_type": ATTENTION_TYPES, "rnn_type": RNN_TYPES}

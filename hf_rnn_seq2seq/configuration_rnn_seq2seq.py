@@ -16,9 +16,15 @@ class RNNSeq2SeqConfig(PretrainedConfig):
     Configuration of [`RNNSeq2SeqModel`] / [`RNNSeq2SeqForConditionalGeneration`].
 
     Args:
-        vocab_size: size of the one vocabulary shared by source and target (joint BPE); one embedding table serves
-            the encoder, the decoder and (with `tie_word_embeddings`) the output layer.
-        embedding_dim: width of the token embeddings and of the attentional vector that feeds the output layer.
+        vocab_size: size of the vocabulary shared by source and target (joint BPE); one embedding table serves
+            the encoder, the decoder and (with `tie_word_embeddings`) the output layer. With `source_vocab_size`, the
+            target's: the decoder's embedding table and the output layer.
+        source_vocab_size: rows of a separate source embedding table for the encoder, for a source vocabulary apart
+            from the target's (models imported from toolkits with two vocabularies); ids from `vocab_size` up then
+            occur in sources only. Default: none, the encoder shares the decoder's table.
+        embedding_dim: width of the token embeddings.
+        attentional_size: width of the attentional vector that feeds the output layer (and, with input feeding, the
+            next step). Default: `embedding_dim`, which lets the output layer share the embedding table.
         hidden_size: width of the decoder RNN state.
         encoder_hidden_size: width of each encoder RNN direction (default: `hidden_size`). The encoder states the
             decoder attends to are `encoder_hidden_size * (2 if bidirectional_encoder else 1)` wide.
@@ -31,6 +37,9 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             (additive, Bahdanau et al. 2015), "luong_dot", "luong_general" or "luong_concat" (Luong et al. 2015).
         attention_hidden_size: width of the additive scorer's hidden layer ("bahdanau", "luong_concat"; default
             `hidden_size`).
+        attention_query_bias: give the additive scorer's query projection a bias ("bahdanau", "luong_concat").
+        shared_bridge: the bridge computes one `hidden_size`-wide state that starts every decoder layer (an LSTM's h
+            and c alike), as JoeyNMT's does; by default it computes a state of its own for each layer (and h and c).
         input_feeding: feed the previous attentional vector into the next decoder step (Luong et al. 2015, §3.3).
         dropout: dropout on embeddings, between RNN layers and on the attentional vector.
         label_smoothing: label smoothing of the cross-entropy loss computed from `labels` (Szegedy et al. 2016).
@@ -46,7 +55,9 @@ class RNNSeq2SeqConfig(PretrainedConfig):
     def __init__(
         self,
         vocab_size: int = 8000,
+        source_vocab_size: int | None = None,
         embedding_dim: int = 256,
+        attentional_size: int | None = None,
         hidden_size: int = 512,
         encoder_hidden_size: int | None = None,
         num_encoder_layers: int = 1,
@@ -55,6 +66,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         rnn_type: str = "gru",
         attention_type: str = "luong_general",
         attention_hidden_size: int | None = None,
+        attention_query_bias: bool = True,
+        shared_bridge: bool = False,
         input_feeding: bool = False,
         dropout: float = 0.1,
         label_smoothing: float = 0.0,
@@ -69,7 +82,9 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         **kwargs,
     ):
         self.vocab_size = vocab_size
+        self.source_vocab_size = source_vocab_size
         self.embedding_dim = embedding_dim
+        self.attentional_size = embedding_dim if attentional_size is None else attentional_size
         self.hidden_size = hidden_size
         self.encoder_hidden_size = hidden_size if encoder_hidden_size is None else encoder_hidden_size
         self.num_encoder_layers = num_encoder_layers
@@ -78,6 +93,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.rnn_type = rnn_type
         self.attention_type = attention_type
         self.attention_hidden_size = hidden_size if attention_hidden_size is None else attention_hidden_size
+        self.attention_query_bias = attention_query_bias
+        self.shared_bridge = shared_bridge
         self.input_feeding = input_feeding
         self.dropout = dropout
         self.label_smoothing = label_smoothing
@@ -110,6 +127,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         for field in (
             "vocab_size",
             "embedding_dim",
+            "attentional_size",
             "hidden_size",
             "encoder_hidden_size",
             "num_encoder_layers",
@@ -119,7 +137,14 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"RNNSeq2SeqConfig.{field} must be a positive integer, got {value!r}")
-        for field in ("bidirectional_encoder", "input_feeding", "tie_word_embeddings", "use_cache"):
+        for field in (
+            "bidirectional_encoder",
+            "input_feeding",
+            "attention_query_bias",
+            "shared_bridge",
+            "tie_word_embeddings",
+            "use_cache",
+        ):
             if not isinstance(getattr(self, field), bool):
                 raise ValueError(f"RNNSeq2SeqConfig.{field} must be true or false, got {getattr(self, field)!r}")
         if self.rnn_type not in RNN_TYPES:
@@ -136,6 +161,26 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             self.initializer_range <= 0
         ):
             raise ValueError(f"RNNSeq2SeqConfig.initializer_range must be a positive number, got {self.initializer_range!r}")
+        if self.source_vocab_size is not None and (
+            isinstance(self.source_vocab_size, bool)
+            or not isinstance(self.source_vocab_size, int)
+            or self.source_vocab_size < self.vocab_size
+        ):
+            raise ValueError(
+                "RNNSeq2SeqConfig.source_vocab_size must be null or an integer of at least vocab_size "
+                f"({self.vocab_size}): the tokenizer's ids cover both vocabularies; got {self.source_vocab_size!r}"
+            )
+        if self.tie_word_embeddings and self.attentional_size != self.embedding_dim:
+            raise ValueError(
+                f"RNNSeq2SeqConfig.tie_word_embeddings needs attentional_size ({self.attentional_size}) equal to "
+                f"embedding_dim ({self.embedding_dim}): the output layer would be the embedding table"
+            )
+        if self.tie_word_embeddings and self.source_vocab_size is not None:
+            raise ValueError(
+                "RNNSeq2SeqConfig.tie_word_embeddings with a separate source vocabulary (source_vocab_size) is not "
+                "supported: set tie_word_embeddings=false (an output layer equal to the target table can be saved "
+                "as its own tensor)"
+            )
         if self.attention_type == "luong_dot" and self.encoder_output_size != self.hidden_size:
             raise ValueError(
                 "RNNSeq2SeqConfig.attention_type='luong_dot' scores decoder states against encoder states directly, "

@@ -5,8 +5,9 @@ Self-contained on purpose: this file is copied next to the weights for `trust_re
 import only `torch`, `transformers` and the configuration file beside it, and it must run on every transformers
 release in `TESTED_TRANSFORMERS` (the users' own installs, not ours).
 
-Shapes: B batch, S source length, T target length, E `embedding_dim`, H decoder `hidden_size`,
-K encoder output width (`config.encoder_output_size`), A attention width, L decoder layers, V vocabulary.
+Shapes: B batch, S source length, T target length, E `embedding_dim`, O `attentional_size` (E unless set),
+H decoder `hidden_size`, K encoder output width (`config.encoder_output_size`), A attention width, L decoder layers,
+V (target) vocabulary.
 N decoder rows: B, or B * G when each source sentence is decoded G times side by side (G beams, or G returned
 samples, as consecutive rows); the encoder's outputs are kept once per sentence, not copied G times.
 """
@@ -82,7 +83,7 @@ def _check_right_padded(mask: torch.Tensor, name: str) -> None:
 class RNNDecoderState:
     """The recurrent decoder state that `generate()` carries between steps as `past_key_values`.
 
-    hidden: (L, N, H) GRU states, or (L, N, 2H) LSTM states [h; c]; attentional: (N, 1, E) previous attentional
+    hidden: (L, N, H) GRU states, or (L, N, 2H) LSTM states [h; c]; attentional: (N, 1, O) previous attentional
     vector (input feeding) or None;
     keys: (B, S, A) encoder states projected once for the attention scorer, or None; values: (B, S, D) encoder states
     multiplied once by every weight matrix that reads the context vector (`PremultipliedContext`), or
@@ -160,7 +161,7 @@ class AdditiveAttention(nn.Module):
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__()
         self.key_projection = nn.Linear(config.encoder_output_size, config.attention_hidden_size, bias=False)
-        self.query_projection = nn.Linear(config.hidden_size, config.attention_hidden_size)
+        self.query_projection = nn.Linear(config.hidden_size, config.attention_hidden_size, config.attention_query_bias)
         self.energy = nn.Linear(config.attention_hidden_size, 1, bias=False)
 
     def project_keys(self, encoder_states: torch.Tensor) -> torch.Tensor:
@@ -204,7 +205,8 @@ class RNNSeq2SeqEncoder(nn.Module):
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_dim, config.pad_token_id)
+        vocab_size = config.vocab_size if config.source_vocab_size is None else config.source_vocab_size
+        self.embed_tokens = nn.Embedding(vocab_size, config.embedding_dim, config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
 
         def directional_layers():
@@ -262,7 +264,7 @@ class ContextTerms:
         of "none"), or None where that layer does not read c_t or gets it as `first_layer_gates`;
     first_layer_gates: W_ic c_t (N, T, 3H|4H), c_t's share of the first layer's input gates, ready mixed from
         premultiplied values (`PremultipliedContext`), or None;
-    attentional: W_cc c_t (N, T, E), c_t's share of the attentional layer.
+    attentional: W_cc c_t (N, T, O), c_t's share of the attentional layer.
     """
 
     __slots__ = ("attentional", "first_layer_input", "first_layer_gates")
@@ -315,7 +317,7 @@ class PremultipliedContext:
         return readers
 
     def project_values(self, encoder_states: torch.Tensor) -> torch.Tensor:
-        """(B, S, K) -> (B, S, D), D = (3H|4H) + E with Bahdanau attention, else E; once per source sentence."""
+        """(B, S, K) -> (B, S, D), D = (3H|4H) + O with Bahdanau attention, else O; once per source sentence."""
         return nn.functional.linear(encoder_states, torch.cat(list(self.readers().values())))
 
     def read(self, weights: torch.Tensor, values: torch.Tensor) -> ContextTerms:
@@ -326,7 +328,7 @@ class PremultipliedContext:
 
     def first_layer_step(self, inputs: torch.Tensor, context_gates: torch.Tensor, hidden: torch.Tensor):
         """The first RNN layer's step with W_i [y; c_t; h~] split as W_iy y + W_ic c_t + W_ih~ h~, where W_ic c_t comes
-        ready mixed: inputs (N, E|2E) = [y_{t-1}; h~_{t-1}?], context_gates (N, 3H|4H), hidden (N, H|2H) ->
+        ready mixed: inputs (N, E|E+O) = [y_{t-1}; h~_{t-1}?], context_gates (N, 3H|4H), hidden (N, H|2H) ->
         new hidden (N, H|2H)."""
         rnn, width, context_size = self.decoder.layers[0], self.decoder.embedding_dim, self.decoder.context_size
         weight = rnn.weight_ih_l0
@@ -343,8 +345,8 @@ class RNNSeq2SeqDecoder(nn.Module):
         bahdanau: c_t = attend(s_{t-1}); s_t = RNN([y_{t-1}; c_t; h~_{t-1}?], s_{t-1})
         luong_*:  s_t = RNN([y_{t-1}; h~_{t-1}?], s_{t-1}); c_t = attend(s_t)
         none:     c_t = c (the fixed context, Cho et al. 2014); s_t = RNN([y_{t-1}; c; h~_{t-1}?], s_{t-1})
-        h~_t = tanh(W_c [c_t; s_t] + b_c) = tanh(W_cc c_t + W_cs s_t + b_c)   (E wide: the output layer can share
-        the embedding table)
+        h~_t = tanh(W_c [c_t; s_t] + b_c) = tanh(W_cc c_t + W_cs s_t + b_c)   (O wide; O = E lets the output layer
+        share the embedding table)
     `?` marks input feeding. Two paths compute this: `_forward_sequence` runs a whole teacher-forced sequence as one
     RNN call per layer where nothing but s_{t-1} feeds step t (no input feeding, no Bahdanau attention);
     `_forward_steps` runs one step at a time otherwise, and in generation. Beams and samples read the context through
@@ -357,16 +359,23 @@ class RNNSeq2SeqDecoder(nn.Module):
         self.num_layers = config.num_decoder_layers
         self.hidden_size = config.hidden_size
         self.embedding_dim = config.embedding_dim
+        self.shared_bridge = config.shared_bridge
         self.context_size = config.encoder_output_size
         self.bidirectional_encoder = config.bidirectional_encoder
         # Where c_t comes from and who reads it: Bahdanau attends with s_{t-1} before the RNN step and feeds c_t to
         # the first layer; Luong attends with s_t after it; "none" feeds the fixed context to the first layer.
         self.attends_before_step = config.attention_type == "bahdanau"
         self.context_in_first_layer = config.attention_type in ("none", "bahdanau")
-        state_size = config.hidden_size * (2 if config.rnn_type == "lstm" else 1)  # an LSTM carries [h; c]
+        self.state_size = config.hidden_size * (2 if config.rnn_type == "lstm" else 1)  # an LSTM carries [h; c]
         self.dropout = nn.Dropout(config.dropout)
-        # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) for every decoder layer (Bahdanau et al. 2015, A.2.2).
-        self.bridge = nn.Linear(config.encoder_output_size, config.num_decoder_layers * state_size)
+        # Target embeddings of their own where the source vocabulary is separate; else the encoder's table serves.
+        self.embed_tokens = None
+        if config.source_vocab_size is not None:
+            self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_dim, config.pad_token_id)
+        # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) (Bahdanau et al. 2015, A.2.2): a state for every decoder layer
+        # (and an LSTM's h and c), or one state for all of them (`shared_bridge`).
+        bridge_size = config.hidden_size if self.shared_bridge else config.num_decoder_layers * self.state_size
+        self.bridge = nn.Linear(config.encoder_output_size, bridge_size)
         if config.attention_type in ("bahdanau", "luong_concat"):
             self.attention = AdditiveAttention(config)
         elif config.attention_type in ("luong_dot", "luong_general"):
@@ -376,13 +385,13 @@ class RNNSeq2SeqDecoder(nn.Module):
         input_size = (
             config.embedding_dim
             + (config.encoder_output_size if self.context_in_first_layer else 0)
-            + (config.embedding_dim if config.input_feeding else 0)
+            + (config.attentional_size if config.input_feeding else 0)
         )
         self.layers = nn.ModuleList(
             _rnn_class(config.rnn_type)(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True)
             for i in range(config.num_decoder_layers)
         )
-        self.attentional_layer = nn.Linear(config.encoder_output_size + config.hidden_size, config.embedding_dim)
+        self.attentional_layer = nn.Linear(config.encoder_output_size + config.hidden_size, config.attentional_size)
         self.premultiplied = PremultipliedContext(self)
 
     @property
@@ -400,7 +409,9 @@ class RNNSeq2SeqDecoder(nn.Module):
 
     def initial_state(self, encoder_states, encoder_mask, rows) -> RNNDecoderState:
         """The state before the first target token for `rows` (N) decoder rows, G consecutive ones per sentence."""
-        hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H) or (B, L*2H)
+        hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H|L*2H), shared (B, H)
+        if self.shared_bridge:
+            hidden = hidden.repeat(1, self.num_layers * self.state_size // self.hidden_size)  # [s; s] per LSTM layer
         hidden = hidden.repeat_interleave(rows // encoder_states.shape[0], dim=0)  # (N, L*H) or (N, L*2H)
         hidden = hidden.view(rows, self.num_layers, -1).transpose(0, 1).contiguous()  # (L, N, H) or (L, N, 2H)
         attentional = None
@@ -414,7 +425,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         return RNNDecoderState(hidden, attentional, keys, values, seen_tokens=0)
 
     def attentional_context_weight(self) -> torch.Tensor:
-        """W_cc, the attentional layer's columns that read c_t: (E, K)."""
+        """W_cc, the attentional layer's columns that read c_t: (O, K)."""
         return self.attentional_layer.weight[:, : self.context_size]
 
     def context_terms(self, context: torch.Tensor) -> ContextTerms:
@@ -432,7 +443,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         return weights, self.context_terms(_mix(weights, encoder_states))
 
     def _attentional(self, terms: ContextTerms, states: torch.Tensor) -> torch.Tensor:
-        """h~ = tanh(W_cc c + W_cs s + b_c) (Luong et al. 2015, eq. 5) for states (N, T, H): (N, T, E)."""
+        """h~ = tanh(W_cc c + W_cs s + b_c) (Luong et al. 2015, eq. 5) for states (N, T, H): (N, T, O)."""
         layer = self.attentional_layer
         return torch.tanh(
             terms.attentional + nn.functional.linear(states, layer.weight[:, self.context_size :], layer.bias)
@@ -467,7 +478,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         weights, terms = None, fixed_terms
         if self.attention is not None:
             weights, terms = self._attend(states, encoder_states, encoder_mask, state)
-        attentional = self._attentional(terms, states)  # (N, T, E)
+        attentional = self._attentional(terms, states)  # (N, T, O)
         new_state = RNNDecoderState(hidden, None, state.keys, state.values, state.seen_tokens + embedded.shape[1])
         return attentional, new_state, layer_states, weights
 
@@ -484,12 +495,12 @@ class RNNSeq2SeqDecoder(nn.Module):
             if terms is not None and terms.first_layer_input is not None:
                 inputs.append(terms.first_layer_input)  # (N, 1, K)
             if previous is not None:
-                inputs.append(previous)  # (N, 1, E)
+                inputs.append(previous)  # (N, 1, O)
             context_gates = None if terms is None else terms.first_layer_gates
             states, hidden, layer_states = self._run_layers(torch.cat(inputs, dim=-1), hidden, context_gates)
             if self.attention is not None and not self.attends_before_step:
                 weights, terms = self._attend(states, encoder_states, encoder_mask, state)  # with s_t
-            output = self._attentional(terms, states)  # (N, 1, E)
+            output = self._attentional(terms, states)  # (N, 1, O)
             previous = output if self.input_feeding else None
             outputs.append(output)
             step_weights.append(weights)
@@ -501,7 +512,7 @@ class RNNSeq2SeqDecoder(nn.Module):
 
     def forward(self, inputs_embeds, encoder_states, encoder_mask, state=None, output_hidden_states=False):
         """inputs_embeds (N, T, E), encoder_states (B, S, K), encoder_mask (B, S) ->
-        attentional vectors (N, T, E), new state, per-layer states (tuple or None), attention weights (N, T, S) or None.
+        attentional vectors (N, T, O), new state, per-layer states (tuple or None), attention weights (N, T, S) or None.
         """
         rows, sentences = inputs_embeds.shape[0], encoder_states.shape[0]
         if rows % sentences:
@@ -607,7 +618,7 @@ def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
 
 
 class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
-    """The encoder–decoder without the output layer; `last_hidden_state` holds the attentional vectors (B, T, E)."""
+    """The encoder–decoder without the output layer; `last_hidden_state` holds the attentional vectors (B, T, O)."""
 
     # save_pretrained copies this file beside the weights even where it was itself loaded as remote code (4.x does
     # not mark remote classes for it).
@@ -615,7 +626,8 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__(config)
-        # One vocabulary, one embedding table: the encoder owns it and the decoder reads target embeddings from it.
+        # One vocabulary, one embedding table: the encoder owns it and the decoder reads target embeddings from it
+        # (unless the source vocabulary is separate: `config.source_vocab_size`).
         self.encoder = RNNSeq2SeqEncoder(config)
         self.decoder = RNNSeq2SeqDecoder(config)
         self.post_init()
@@ -628,6 +640,17 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
 
     def get_encoder(self, modality=None):
         return self.encoder
+
+    def target_embeddings(self, decoder_input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, T, E), from the decoder's own table where the source vocabulary is separate."""
+        if self.decoder.embed_tokens is None:
+            return self.encoder.embed_tokens(decoder_input_ids)
+        if decoder_input_ids.numel() and decoder_input_ids.max() >= self.config.vocab_size:
+            raise ValueError(
+                f"decoder_input_ids (or labels) hold ids of {self.config.vocab_size} or more: tokens of the source "
+                f"vocabulary only, which the decoder does not have (its vocab_size is {self.config.vocab_size})"
+            )
+        return self.decoder.embed_tokens(decoder_input_ids)
 
     def forward(
         self,
@@ -673,7 +696,7 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
                 raise ValueError("pass decoder_input_ids, decoder_inputs_embeds or labels to the decoder")
             if state is not None and decoder_input_ids.shape[1] > state.seen_tokens:
                 decoder_input_ids = decoder_input_ids[:, state.seen_tokens :]  # a full prefix: feed only new tokens
-            decoder_inputs_embeds = self.encoder.embed_tokens(decoder_input_ids)  # (B, T, E)
+            decoder_inputs_embeds = self.target_embeddings(decoder_input_ids)  # (B, T, E)
         if decoder_attention_mask is not None:
             _check_right_padded(decoder_attention_mask, "decoder_attention_mask")
 
@@ -707,7 +730,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         super().__init__(config)
         self.model = RNNSeq2SeqModel(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.attentional_size, config.vocab_size, bias=False)
         self.post_init()
 
     @classmethod

@@ -70,9 +70,13 @@ def train_bpe_tokenizer(
 
 
 def check_vocabulary(tokenizer, config, model_name: str) -> None:
-    """Refuse a tokenizer whose vocabulary is not the model's: ids would index the wrong embeddings."""
-    if len(tokenizer) != config.vocab_size:
+    """Refuse a tokenizer whose vocabulary is not the model's: ids would index the wrong embeddings. (With a separate
+    source vocabulary the tokenizer covers both: the target's ids, then those found in sources only.)"""
+    name, size = "vocab_size", config.vocab_size
+    if getattr(config, "source_vocab_size", None) is not None:
+        name, size = "source_vocab_size", config.source_vocab_size
+    if len(tokenizer) != size:
         raise ValueError(
-            f"the tokenizer has {len(tokenizer)} tokens but {model_name} has vocab_size={config.vocab_size}: "
+            f"the tokenizer has {len(tokenizer)} tokens but {model_name} has {name}={size}: "
             "they do not belong together; use the tokenizer saved with the model"
         )

@@ -29,6 +29,7 @@ REFERENCE_OUTPUTS = REPO_ROOT / "tests" / "data" / "reference_outputs.json"
 TOKEN = "hf_test_token"  # the local Hub stand-in's
 MAX_NEW_TOKENS = 12  # the generation limit of the model_folder fixture's model
 COMPAT_CACHE = REPO_ROOT / ".cache" / "compat"
+JOEYNMT_PYTHON = REPO_ROOT / ".cache" / "joeynmt-venv" / "bin" / "python"  # JoeyNMT's own environment (.ci/run)
 
 
 # A model small enough for a few seconds of training on two cores.

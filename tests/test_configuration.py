@@ -32,7 +32,21 @@ INVALID = [
     ("bos_token_id", None, "bos_token_id must be an integer in"),
     ("decoder_start_token_id", 1000, "decoder_start_token_id must be an integer in"),
     ("is_encoder_decoder", False, "is_encoder_decoder must be true"),
+    ("attentional_size", 0, "attentional_size must be a positive integer"),
+    ("attention_query_bias", "no", "attention_query_bias must be true or false"),
+    ("shared_bridge", None, "shared_bridge must be true or false"),
+    ("source_vocab_size", 50, "source_vocab_size must be null or an integer of at least vocab_size"),
+    ("source_vocab_size", 1.5e3, "source_vocab_size must be null or an integer of at least vocab_size"),
 ]
+
+
+def test_a_tied_output_layer_needs_the_embedding_width_and_one_table():
+    with pytest.raises(ValueError, match=r"tie_word_embeddings needs attentional_size \(512\) equal to embedding_dim"):
+        RNNSeq2SeqConfig(attentional_size=512)
+    with pytest.raises(ValueError, match="tie_word_embeddings with a separate source vocabulary"):
+        RNNSeq2SeqConfig(vocab_size=100, source_vocab_size=120)
+    config = RNNSeq2SeqConfig(vocab_size=100, source_vocab_size=120, attentional_size=512, tie_word_embeddings=False)
+    assert (config.source_vocab_size, config.attentional_size) == (120, 512)
 
 
 @pytest.mark.parametrize("field,value,message", INVALID)

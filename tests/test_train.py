@@ -212,7 +212,9 @@ def test_no_arguments_means_the_default_multi30k_job():
 
 def test_every_config_setting_is_a_flag_with_the_configs_description(capsys):
     parameters = set(inspect.signature(RNNSeq2SeqConfig.__init__).parameters) - {"self", "kwargs"}
-    tokenizer_decides = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"}
+    tokenizer_decides = {
+        "vocab_size", "source_vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"
+    }  # fmt: skip
     assert set(arguments.MODEL_SETTINGS) == parameters - tokenizer_decides - {"use_cache", "is_encoder_decoder"}
     flags = ["--rnn_type", "lstm", "--attention_type", "bahdanau", "--attention_hidden_size", "24",
              "--initializer_range", "0.05", "--input_feeding", "--bidirectional_encoder", "false",
