@@ -1,26 +1,28 @@
 """JoeyNMT 2.3 and this package side by side, in one run on one machine: training throughput and beam-5
-translation speed with the same data, segmentation, model sizes and batches.
+translation speed with the same data, segmentation, model, batches and, for translation, the very same weights.
 
 Both read Multi30k de→en segmented by one joint BPE tokenizer (ours): JoeyNMT gets the BPE pieces as
 space-separated words (`level: word`) with the same vocabulary, so both train on identical token sequences and count
-the same target tokens (non-padding, EOS included). Model: embeddings 256, bidirectional GRU encoder 512 per
-direction, GRU decoder 512, Bahdanau attention with input feeding, learned bridge, dropout 0.1, Adam, batches of
-128 sentences. JoeyNMT's output layer maps the 512-wide attentional vector to the vocabulary; ours maps an
-`embedding_dim`-wide one through the tied embedding table (fewer parameters: both counts are in the table).
+the same target tokens (non-padding, EOS included). JoeyNMT's model: embeddings 256 (one table for both sides),
+bidirectional GRU encoder 512 per direction, GRU decoder 512, its "bahdanau" attention with input feeding, a bridge,
+dropout 0.1, Adam, batches of 128 sentences. Ours is configured to compute exactly that (`luong_concat` attention,
+which is JoeyNMT's order, without the query bias; a 512-wide attentional vector and an untied output layer; one bridge
+state for all layers): the parameter counts in the table are equal.
 
 Training: JoeyNMT runs `--updates` steps and logs non-padding target tokens/s every `--logging_freq` steps (the
 first window, with its warm-up, is left out); ours runs `train.py` for the same steps (Trainer loop: data loading,
-clipping, scheduler and logging included, warm-up included) and reports the same count per second. Once for our
-step-by-step path (Bahdanau + input feeding, the same model as JoeyNMT's) and once for our fast path (Luong
-`general`, no input feeding: one fused GRU call per layer over the whole target).
+clipping, scheduler and logging included, warm-up included) and reports the same count per second. Once with
+JoeyNMT's model, and once with our fast path (Luong `general`, no input feeding: one fused GRU call per layer over
+the whole target; a different model, for reference).
 
-Translation: each trained model translates the first `--test_sentences` test sentences with beam 5, batch 64 and
-exactly `--max_output_length` decoding steps (EOS held back until then: JoeyNMT's `min_output_length`; for ours a
-logits processor that sets the EOS score to -inf in place, as JoeyNMT does, where transformers' `min_new_tokens`
-copies the scores twice a step), so both do the same decoding work whatever their briefly trained models would
-stop at (JoeyNMT: `joeynmt test`, its own "Generation took" time; ours: `translate()`, the path of the translate
-command, timed around the call). The mean output length is reported beside the speed (JoeyNMT's is read from its
-hypotheses file, after its post-processing; its log shows min_output_length = max_output_length).
+Translation: the first `--test_sentences` test sentences with beam 5, batch 64 and exactly `--max_output_length`
+decoding steps (EOS held back until then: JoeyNMT's `min_output_length`; for ours a logits processor that sets the
+EOS score to -inf in place, as JoeyNMT does, where transformers' `min_new_tokens` copies the scores twice a step), so
+both do the same decoding work whatever their briefly trained models would stop at (JoeyNMT: `joeynmt test`, its own
+"Generation took" time; ours: `translate()`, the path of the translate command, timed around the call). JoeyNMT's
+trained checkpoint, imported with `hf-rnn-seq2seq-import-joeynmt`, is translated by ours too: the same weights doing
+the same work. The mean output length is reported beside the speed (JoeyNMT's is read from its hypotheses file,
+after its post-processing; its log shows min_output_length = max_output_length).
 
 JoeyNMT runs in its own virtual environment (`--joeynmt_venv`, made from `benchmarks/joeynmt-requirements.txt`
 by .ci/run, or by the command that file names). Run alone: a concurrent torch job slows both.
@@ -41,6 +43,7 @@ import torch
 from common import REPO, add_corpus_argument, emit
 
 JOEYNMT_REQUIREMENTS = REPO / "benchmarks" / "joeynmt-requirements.txt"
+JOEYNMT = "JoeyNMT 2.3, Bahdanau + input feeding"
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>"]  # JoeyNMT's special tokens (ids 0-3)
 
 
@@ -196,6 +199,39 @@ def run_joeynmt(args, work: Path, python: Path) -> dict:
     }
 
 
+def translation_speed(args, folder: Path, sentences: list[str], work: Path) -> dict:
+    """Our beam-5 translation of `sentences` with `folder`'s model, in a fresh process (its own peak memory)."""
+    translated, _ = timed(
+        [sys.executable, str(REPO / "benchmarks" / "fixed_length_translation.py"), str(folder),
+         str(args.max_output_length), json.dumps(sentences)],
+        work,
+    )  # fmt: skip
+    translation = json.loads(translated.stdout.strip().splitlines()[-1])
+    return {
+        "translate_seconds": translation["seconds"],
+        "translate_peak_mib": translation["peak_mib"],
+        "output_tokens": translation["output_tokens"],
+        "sentences": len(sentences),
+    }
+
+
+def parameter_count(folder: Path) -> int:
+    from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+
+    config = json.loads((folder / "config.json").read_text())
+    with torch.device("meta"):
+        return RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqConfig(**config)).num_parameters()
+
+
+def run_imported(args, work: Path) -> dict:
+    """JoeyNMT's trained checkpoint imported, translating the same segmented test sentences JoeyNMT translated."""
+    from hf_rnn_seq2seq.joeynmt import import_joeynmt
+
+    folder = import_joeynmt(work / "joeynmt.yaml", work / "joeynmt_model" / "best.ckpt", work / "ours_imported")
+    sentences = (work / "corpus" / "test.de").read_text(encoding="utf-8").splitlines()
+    return {"parameters": parameter_count(folder), **translation_speed(args, folder, sentences, work)}
+
+
 def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) -> dict:
     out = work / f"ours_{name}"
     command = [
@@ -210,26 +246,11 @@ def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) 
     ]  # fmt: skip
     _, train_mib = timed(command, work)
     results = json.loads((out / "train_results.json").read_text())
-    sentences = [de for de, _ in corpus["pairs"]["test"]]
-    translated, _ = timed(
-        [sys.executable, str(REPO / "benchmarks" / "fixed_length_translation.py"), str(out),
-         str(args.max_output_length), json.dumps(sentences)],
-        work,
-    )
-    translation = json.loads(translated.stdout.strip().splitlines()[-1])
-    config = json.loads((out / "config.json").read_text())
-    from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
-
-    with torch.device("meta"):
-        parameters = RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqConfig(**config)).num_parameters()
     return {
-        "parameters": parameters,
+        "parameters": parameter_count(out),
         "tokens_per_second": results["train_target_tokens_per_second"],
         "train_peak_mib": train_mib,
-        "translate_seconds": translation["seconds"],
-        "translate_peak_mib": translation["peak_mib"],
-        "output_tokens": translation["output_tokens"],
-        "sentences": len(sentences),
+        **translation_speed(args, out, [de for de, _ in corpus["pairs"]["test"]], work),
     }
 
 
@@ -255,17 +276,21 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     python = joeynmt_python(Path(args.joeynmt_venv))
     corpus = write_segmented_corpus(args, work)
-    rows = {"JoeyNMT 2.3, Bahdanau + input feeding": run_joeynmt(args, work, python)}
+    rows = {JOEYNMT: run_joeynmt(args, work, python)}
     print(rows, file=sys.stderr)
-    rows["ours, Bahdanau + input feeding"] = run_ours(
-        args, work, "bahdanau", ["--attention_type", "bahdanau", "--input_feeding", "true"], corpus
-    )
-    rows["ours, Luong general (fast path)"] = run_ours(
+    rows["ours, JoeyNMT's trained weights imported"] = run_imported(args, work)
+    joeynmt_model = [
+        "--attention_type", "luong_concat", "--attention_query_bias", "false", "--input_feeding", "true",
+        "--attention_hidden_size", str(args.hidden_size), "--attentional_size", str(args.hidden_size),
+        "--tie_word_embeddings", "false", "--shared_bridge", "true",
+    ]  # fmt: skip
+    rows["ours, JoeyNMT's model trained"] = run_ours(args, work, "joeynmt_model", joeynmt_model, corpus)
+    rows["ours, Luong general (fast path, another model)"] = run_ours(
         args, work, "luong", ["--attention_type", "luong_general", "--input_feeding", "false"], corpus
     )
     print(rows, file=sys.stderr)
 
-    joey = rows["JoeyNMT 2.3, Bahdanau + input feeding"]
+    joey = rows[JOEYNMT]
     lines = [
         f"Command: `python benchmarks/joeynmt_side_by_side.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
         f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads); "
@@ -281,10 +306,14 @@ def main(argv=None):
     ]
     for name, row in rows.items():
         sentences_per_second = row["sentences"] / row["translate_seconds"]
+        training = "| — | — | — | — |"  # the imported weights were trained by JoeyNMT
+        if "tokens_per_second" in row:
+            training = (
+                f"| {row['tokens_per_second']:.0f} | {row['tokens_per_second'] / joey['tokens_per_second']:.2f} | "
+                f"{corpus['epoch_target_tokens'] / row['tokens_per_second']:.0f} | {row['train_peak_mib']:.0f} |"
+            )
         lines.append(
-            f"| {name} | {row['parameters']:,} | {row['tokens_per_second']:.0f} | "
-            f"{row['tokens_per_second'] / joey['tokens_per_second']:.2f} | "
-            f"{corpus['epoch_target_tokens'] / row['tokens_per_second']:.0f} | {row['train_peak_mib']:.0f} | "
+            f"| {name} | {row['parameters']:,} {training} "
             f"{sentences_per_second:.1f} | {sentences_per_second / (joey['sentences'] / joey['translate_seconds']):.2f} | "
             f"{row['output_tokens']:.1f} | {row['translate_peak_mib']:.0f} |"
         )

@@ -151,13 +151,19 @@ def transformers_folder(release: dict[str, str]) -> Path:
 
 
 def install_compat_releases() -> None:
-    """Install every release of compat-matrix.toml in its own folder under .cache/compat/ (those not there yet)."""
-    for release in compat_releases():
+    """Install every release of compat-matrix.toml in its own folder under .cache/compat/ (those not there yet),
+    four at a time: each install mostly waits on downloads and unpacking."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def install(release):
         folder, installed = _compat_folder(release)
         if not installed:
             pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-conflicts", "--upgrade"]
             subprocess.run([*pip, "--target", str(folder), *_pins(release)], check=True)
             (folder / ".installed").write_text(" ".join(_pins(release)) + "\n")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(install, compat_releases()))  # list(): re-raises the first failed install
 
 
 PAD, BOS, EOS = 0, 1, 2

@@ -15,12 +15,12 @@ def test_train_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "train_speed.py"), "--data_dir", str(multi30k_dir),
          "--vocab_size", "300", "--batch_size", "8", "--batches", "1", "--configs", "luong_general",
-         "bahdanau+feeding", "--out", str(out)],
+         "bahdanau+feeding", "--sizes", "default", "--out", str(out)],
         check=True, capture_output=True, text=True,
     )
     rows = [line for line in out.read_text().splitlines() if line.startswith("| luong") or line.startswith("| bahd")]
     assert [row.split("|")[1:3] for row in rows] == [
-        [f" {config} ", f" {size} "] for size in ("anchor", "default") for config in ("luong_general", "bahdanau+feeding")
+        [f" {config} ", " default "] for config in ("luong_general", "bahdanau+feeding")
     ]
     for row in rows:
         tokens_per_second = float(row.split("|")[4])
@@ -85,13 +85,21 @@ def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
          "--test_sentences", "16", "--max_output_length", "8", "--out", str(out)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith(("| Joey", "| ours"))]
-    assert [row[0].strip() for row in rows] == [
-        "JoeyNMT 2.3, Bahdanau + input feeding", "ours, Bahdanau + input feeding", "ours, Luong general (fast path)"
-    ]
-    for row in rows:
-        tokens_per_second, sentences_per_second, output_tokens = float(row[2]), float(row[6]), float(row[8])
-        assert tokens_per_second > 0 and sentences_per_second > 0 and 0 < output_tokens <= 8
+    rows = {
+        cells[0].strip(): [cell.strip() for cell in cells[1:]]
+        for cells in (line.split("|")[1:-1] for line in out.read_text().splitlines())
+        if cells and cells[0].strip().startswith(("Joey", "ours"))
+    }
+    joeynmt, imported, configured = "JoeyNMT 2.3, Bahdanau + input feeding", "ours, JoeyNMT's trained weights imported", \
+        "ours, JoeyNMT's model trained"  # fmt: skip
+    assert list(rows) == [joeynmt, imported, configured, "ours, Luong general (fast path, another model)"]
+    # The same model: JoeyNMT's parameter count, whether imported or configured and trained here.
+    assert rows[joeynmt][0] == rows[imported][0] == rows[configured][0]
+    assert rows[imported][1] == "—"  # trained by JoeyNMT
+    for name, row in rows.items():
+        sentences_per_second, output_tokens = float(row[5]), float(row[7])
+        assert sentences_per_second > 0 and 0 < output_tokens <= 8
+        assert name == imported or float(row[1]) > 0
 
 
 def test_attention_story_scores_each_length_bucket(multi30k_slice, tmp_path):

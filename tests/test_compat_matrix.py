@@ -13,14 +13,21 @@ import pytest
 import torch
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
-from helpers import BOS, EOS, compat_releases, run_remote_code_worker, padded_batch, tiny_model, transformers_folder
+from helpers import BOS, EOS, VOCAB, compat_releases, run_remote_code_worker, padded_batch, tiny_model, transformers_folder
 from remote_code_worker import outputs_of
 
 RELEASES = compat_releases()
+# name: (seed, settings); each seed makes some rows of the batch end early and others run to the limit.
 # Bahdanau attention with input feeding (step by step, attention before the GRU step) and Luong (one GRU call).
 MODELS = {
-    "bahdanau_feeding": dict(attention_type="bahdanau", input_feeding=True),
-    "luong_general": dict(attention_type="luong_general"),
+    "bahdanau_feeding": (1, dict(attention_type="bahdanau", input_feeding=True)),
+    "luong_general": (1, dict(attention_type="luong_general")),
+    # JoeyNMT's recurrent model as the importer writes it: separate source vocabulary, a hidden-size attentional
+    # vector with its own output layer, one bridge state for both LSTM layers (h and c), no query bias.
+    "joeynmt_lstm": (2, dict(
+        attention_type="luong_concat", input_feeding=True, rnn_type="lstm", source_vocab_size=VOCAB + 5,
+        attentional_size=16, tie_word_embeddings=False, attention_query_bias=False, shared_bridge=True,
+    )),
 }
 
 
@@ -51,8 +58,8 @@ def saved(tmp_path_factory):
     decoder_ids = torch.cat([torch.full((ids.shape[0], 1), BOS), ids[:, :5].clamp(min=3)], dim=1)
     inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": decoder_ids}
     folders = []
-    for name, settings in MODELS.items():
-        model = tiny_model(seed=1, **settings)
+    for name, (seed, settings) in MODELS.items():
+        model = tiny_model(seed=seed, **settings)
         with torch.no_grad():
             model.lm_head.weight[EOS] *= 2  # so that some rows end early (with this seed, in every search)
         model.save_pretrained(root / name)
