@@ -2,7 +2,7 @@
 
 Run by joeynmt_side_by_side.py in a fresh process (so that its peak memory is the translation's alone):
 
-    python benchmarks/fixed_length_translation.py MODEL_FOLDER MAX_NEW_TOKENS SENTENCES_JSON
+    python benchmarks/fixed_length_translation.py MODEL_FOLDER MAX_NEW_TOKENS SENTENCES.json
 
 Prints one JSON line: seconds, mean output tokens before EOS (JoeyNMT's count), peak RSS in MiB.
 """
@@ -11,6 +11,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
@@ -30,12 +31,13 @@ class HoldBackEOS(LogitsProcessor):
 
 
 def main(argv: list[str]) -> None:
-    folder, max_new_tokens, sentences = argv[0], int(argv[1]), json.loads(argv[2])
+    folder, max_new_tokens, sentences = argv[0], int(argv[1]), json.loads(Path(argv[2]).read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSeq2SeqLM.from_pretrained(folder)
     eos = model.config.eos_token_id
     hold_back_eos = LogitsProcessorList([HoldBackEOS(eos)])
-    fixed_length = dict(num_beams=5, max_new_tokens=max_new_tokens, logits_processor=hold_back_eos)
+    # HoldBackEOS replaces a min_new_tokens from the model's generation config (JoeyNMT's min_output_length, imported).
+    fixed_length = dict(num_beams=5, max_new_tokens=max_new_tokens, min_new_tokens=0, logits_processor=hold_back_eos)
     translate(model, tokenizer, sentences[:64], batch_size=64, **fixed_length)  # warm-up
 
     generate, output_tokens = model.generate, []

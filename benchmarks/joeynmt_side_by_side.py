@@ -201,9 +201,11 @@ def run_joeynmt(args, work: Path, python: Path) -> dict:
 
 def translation_speed(args, folder: Path, sentences: list[str], work: Path) -> dict:
     """Our beam-5 translation of `sentences` with `folder`'s model, in a fresh process (its own peak memory)."""
+    sentences_file = work / f"{folder.name}-sentences.json"
+    sentences_file.write_text(json.dumps(sentences), encoding="utf-8")
     translated, _ = timed(
         [sys.executable, str(REPO / "benchmarks" / "fixed_length_translation.py"), str(folder),
-         str(args.max_output_length), json.dumps(sentences)],
+         str(args.max_output_length), str(sentences_file)],
         work,
     )  # fmt: skip
     translation = json.loads(translated.stdout.strip().splitlines()[-1])

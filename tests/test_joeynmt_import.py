@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import JOEYNMT_PYTHON, REPO_ROOT, cut_at_eos, run
+from helpers import JOEYNMT_PYTHON, REPO_ROOT, call_script, run
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from hf_rnn_seq2seq.joeynmt import JoeyNMTImportError, import_joeynmt
+from hf_rnn_seq2seq.joeynmt import JoeyNMTImportError, import_joeynmt, main
 
 WORKER = REPO_ROOT / "tests" / "joeynmt_worker.py"
 MAX_OUTPUT_LENGTH = 20
@@ -161,8 +161,11 @@ def _our_hypotheses(imported, level, **generate_kwargs) -> list[list[str]]:
         batch = tokenizer(imported["test_sources"][start : start + 8], return_tensors="pt", padding=True)
         with torch.no_grad():
             output = model.generate(**batch, **generate_kwargs)
+        eos = model.generation_config.eos_token_id  # JoeyNMT's </s>, id 3
         for row in output.tolist():
-            hypotheses.append(joey_tokens(tokenizer.convert_ids_to_tokens(cut_at_eos(row[1:])), level))
+            row = row[1:]  # after the start token
+            row = row[: row.index(eos) + 1] if eos in row else row  # JoeyNMT's hypotheses end at their </s>
+            hypotheses.append(joey_tokens(tokenizer.convert_ids_to_tokens(row), level))
     return hypotheses
 
 
@@ -237,3 +240,25 @@ def test_subword_nmt_pieces_outside_the_vocabulary_are_counted(joeynmt_models):
     converted = build_tokenizer(settings.segmentation, reduced, reduced, settings.specials)
     assert converted.pieces_outside_vocabulary == len(dropped) == 3
     assert build_tokenizer(settings.segmentation, vocabulary, vocabulary, settings.specials).pieces_outside_vocabulary == 0
+
+
+def test_the_console_script_writes_a_complete_folder_and_reports_a_refusal(joeynmt_models, tmp_path, monkeypatch,
+                                                                           capsys):
+    imported = joeynmt_models["gru-luong-2layers-subword_nmt"]
+    out = tmp_path / "cli"
+    status, _, err = call_script(main, imported["config"], imported["model_dir"] / "best.ckpt", out,
+                                 monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert status == 0, err
+    files = {path.name for path in out.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "README.md",
+            "modeling_rnn_seq2seq.py", "configuration_rnn_seq2seq.py"} <= files  # fmt: skip
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert imported["config"].name in card and "best.ckpt" in card and "joeynmt" in card
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert (generation["max_new_tokens"], generation["suppress_tokens"], generation["decoder_start_token_id"]) == (
+        MAX_OUTPUT_LENGTH, [2, 1], 2
+    )
+    assert generation["begin_suppress_tokens"] == [3]  # JoeyNMT's min_output_length 1: no </s> at the first step
+    status, _, err = call_script(main, imported["config"], tmp_path / "missing.ckpt", tmp_path / "none",
+                                 monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
+    assert status == 2 and "missing.ckpt not found" in err

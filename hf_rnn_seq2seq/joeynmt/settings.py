@@ -227,8 +227,12 @@ def _generation(testing: dict, specials: SpecialTokens, data: dict) -> tuple[dic
         "pad_token_id": ids[specials.pad],
         "num_beams": beam_size,
         "suppress_tokens": suppressed,
-        "min_new_tokens": testing.get("min_output_length", 1),
     }
+    min_output_length = testing.get("min_output_length", 1)
+    if min_output_length == 1:
+        generation["begin_suppress_tokens"] = [ids[specials.eos]]  # the same, at no cost after the first step
+    elif min_output_length > 1:
+        generation["min_new_tokens"] = min_output_length
     if beam_size > 1:
         # JoeyNMT scores a finished hypothesis log p / ((5 + length) / 6) ** alpha (no penalty for alpha <= 0);
         # generate() divides by length ** length_penalty: equal for alpha 0, the nearest setting otherwise.
