@@ -30,9 +30,30 @@ def attention_matrix(model, tokenizer, sentence: str, max_new_tokens: int = 64):
     if tokenizer.eos_token_id in generated:
         generated = generated[: generated.index(tokenizer.eos_token_id) + 1]
     weights = torch.cat([step[0][0, 0] for step in out.cross_attentions[: len(generated)]], dim=0)  # (T, S)
-    source = tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
-    target = tokenizer.convert_ids_to_tokens(generated)
+    source = reader_tokens(tokenizer, tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist()))
+    target = reader_tokens(tokenizer, tokenizer.convert_ids_to_tokens(generated))
     return source, target, weights.cpu().numpy()
+
+
+def reader_tokens(tokenizer, tokens: list[str]) -> list[str]:
+    """Tokens as a reader sees them: the text each adds to the decoded sentence, without the tokenizer's own
+    word-boundary marks ("▁Mann" is "Mann"), and a piece that continues the previous token's word marked "##"
+    ("Männ", "##er"), whatever the tokenizer's convention (Metaspace, a "</w>" suffix, ...). Special tokens stay."""
+    labels, pieces, text = [], [], ""
+    for token in tokens:
+        if token in tokenizer.all_special_tokens:
+            labels.append(token)
+            continue
+        pieces.append(token)
+        decoded = tokenizer.convert_tokens_to_string(pieces)
+        if not decoded.startswith(text):  # a decoder that rewrites earlier text: show the token itself
+            labels.append(token)
+        else:
+            added = decoded[len(text) :]
+            starts_word = not text or added[:1].isspace() or not added
+            labels.append(added.strip() if starts_word else f"##{added.strip()}")
+        text = decoded
+    return labels
 
 
 def attention_figure(source: list[str], target: list[str], weights: np.ndarray) -> plt.Figure:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, cli
 from hf_rnn_seq2seq.metrics import load_metric
-from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix
+from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix, reader_tokens
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from hf_rnn_seq2seq.data import normalize
 from hf_rnn_seq2seq.translation import decode, translate
@@ -147,6 +147,23 @@ def test_evaluate_script_refuses_misaligned_files_with_a_message(model_folder, t
     assert status == 2 and "missing.txt" in err
 
 
+def test_heatmap_labels_are_the_words_a_reader_sees(model_folder):
+    """No tokenizer marks ("▁"); a piece that continues a word is marked "##"; the labels spell the decoded text."""
+    _, _, tokenizer = model_folder
+    sentence = "Ein Mann mit einem orangefarbenen Hut starrt auf etwas."
+    ids = tokenizer(sentence)["input_ids"]
+    labels = reader_tokens(tokenizer, tokenizer.convert_ids_to_tokens(ids))
+    assert not any("▁" in label for label in labels) and labels[-1] == "</s>"
+    assert any(label.startswith("##") for label in labels[:-1])  # "orangefarbenen" is several pieces in 400 tokens
+    words = []
+    for label in labels[:-1]:
+        if label.startswith("##"):
+            words[-1] += label[2:]
+        else:
+            words.append(label)
+    assert " ".join(words) == tokenizer.decode(ids, skip_special_tokens=True) == sentence
+
+
 def test_plot_attention_script_writes_a_heatmap_of_target_by_source(model_folder, tmp_path):
     folder, model, tokenizer = model_folder
     sentence = "Ein Mann mit einem Hut."
@@ -154,12 +171,13 @@ def test_plot_attention_script_writes_a_heatmap_of_target_by_source(model_folder
     source, target, weights = attention_matrix(model, tokenizer, sentence)
     assert (out["source_tokens"], out["target_tokens"]) == (source, target)
     # The source with its EOS as columns; the greedy translation, cut after its EOS, as rows.
-    assert source == tokenizer.convert_ids_to_tokens(tokenizer(sentence)["input_ids"]) and source[-1] == "</s>"
+    assert source == reader_tokens(tokenizer, tokenizer.convert_ids_to_tokens(tokenizer(sentence)["input_ids"]))
+    assert source[-1] == "</s>"
     generated = model.generate(**tokenizer([sentence], return_tensors="pt"), num_beams=1, max_new_tokens=64)[0, 1:]
     generated = generated.tolist()
     if tokenizer.eos_token_id in generated:
         generated = generated[: generated.index(tokenizer.eos_token_id) + 1]
-    assert target == tokenizer.convert_ids_to_tokens(generated)
+    assert target == reader_tokens(tokenizer, tokenizer.convert_ids_to_tokens(generated))
     # The heatmap the script drew: one row per target token, one column per source token, each row a distribution.
     drawn = torch.tensor(out["weights"])
     assert drawn.shape == weights.shape == (len(target), len(source))

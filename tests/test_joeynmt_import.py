@@ -262,3 +262,21 @@ def test_the_console_script_writes_a_complete_folder_and_reports_a_refusal(joeyn
     status, _, err = call_script(main, imported["config"], tmp_path / "missing.ckpt", tmp_path / "none",
                                  monkeypatch=monkeypatch, capsys=capsys)  # fmt: skip
     assert status == 2 and "missing.ckpt not found" in err
+
+
+def test_heatmap_labels_read_as_words_with_subword_nmt_pieces(joeynmt_models):
+    """The attention plot's labels hide subword-nmt's "</w>" as they hide "▁", and mark continued words "##"."""
+    from hf_rnn_seq2seq.plotting import reader_tokens
+
+    _, tokenizer = load(joeynmt_models["gru-luong-2layers-subword_nmt"]["folder"])
+    sentence = joeynmt_models["gru-luong-2layers-subword_nmt"]["test_sources"][2]
+    ids = tokenizer(sentence)["input_ids"]
+    # Without the special tokens (</s>, and <unk> for characters the codes never saw), which decoding skips.
+    labels = [label for label in reader_tokens(tokenizer, tokenizer.convert_ids_to_tokens(ids))
+              if label not in tokenizer.all_special_tokens]  # fmt: skip
+    assert not any("</w>" in label or "@@" in label for label in labels)
+    assert any(label.startswith("##") for label in labels)
+    words = []
+    for label in labels:
+        words[-1:] = [words[-1] + label[2:]] if label.startswith("##") else [*words[-1:], label]
+    assert " ".join(words) == tokenizer.decode(ids, skip_special_tokens=True)
