@@ -55,7 +55,7 @@ def joeynmt_config(name, variant, data_dir: Path, work: Path) -> dict:
                     "eval_metrics": ["bleu"]},
         "training": {
             "random_seed": 42, "optimizer": "adam", "learning_rate": 0.005, "batch_size": 25, "batch_type": "sentence",
-            "updates": 12, "epochs": 100, "validation_freq": 12, "logging_freq": 12, "eval_metric": ["bleu"],
+            "updates": 24, "epochs": 100, "validation_freq": 24, "logging_freq": 12, "eval_metric": ["bleu"],
             "early_stopping_metric": "loss", "model_dir": str(work / name), "overwrite": True, "use_cuda": False,
             "print_valid_sents": [], "keep_best_ckpts": 1, "scheduling": "exponential", "decrease_factor": 1.0,
         },
