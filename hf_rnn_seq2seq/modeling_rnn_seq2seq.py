@@ -641,11 +641,12 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
     def get_encoder(self, modality=None):
         return self.encoder
 
-    def target_embeddings(self, decoder_input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) -> (B, T, E), from the decoder's own table where the source vocabulary is separate."""
+    def target_embeddings(self, decoder_input_ids: torch.Tensor, check_ids: bool = True) -> torch.Tensor:
+        """(B, T) -> (B, T, E), from the decoder's own table where the source vocabulary is separate. `check_ids=False`
+        skips the range check (a device synchronisation) for tokens the model generated itself."""
         if self.decoder.embed_tokens is None:
             return self.encoder.embed_tokens(decoder_input_ids)
-        if decoder_input_ids.numel() and decoder_input_ids.max() >= self.config.vocab_size:
+        if check_ids and decoder_input_ids.numel() and decoder_input_ids.max() >= self.config.vocab_size:
             raise ValueError(
                 f"decoder_input_ids (or labels) hold ids of {self.config.vocab_size} or more: tokens of the source "
                 f"vocabulary only, which the decoder does not have (its vocab_size is {self.config.vocab_size})"
@@ -696,7 +697,8 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
                 raise ValueError("pass decoder_input_ids, decoder_inputs_embeds or labels to the decoder")
             if state is not None and decoder_input_ids.shape[1] > state.seen_tokens:
                 decoder_input_ids = decoder_input_ids[:, state.seen_tokens :]  # a full prefix: feed only new tokens
-            decoder_inputs_embeds = self.target_embeddings(decoder_input_ids)  # (B, T, E)
+            # With a state, these are tokens generate() chose from the model's own vocab_size logits.
+            decoder_inputs_embeds = self.target_embeddings(decoder_input_ids, check_ids=state is None)  # (B, T, E)
         if decoder_attention_mask is not None:
             _check_right_padded(decoder_attention_mask, "decoder_attention_mask")
 

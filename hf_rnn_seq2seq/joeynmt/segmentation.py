@@ -64,7 +64,7 @@ def build_tokenizer(segmentation: Segmentation, source_itos: list[str], target_i
         + [t if t in special_set else joey_to_piece(t) for t in source_itos]
     ))  # fmt: skip
     in_vocabulary = len(ordered)
-    ordered += [piece for piece in pieces if piece not in set(ordered)]
+    ordered = list(dict.fromkeys([*ordered, *pieces]))
     ids = {piece: i for i, piece in enumerate(ordered)}
     source_lookup = {t if t in special_set else joey_to_piece(t): i for i, t in enumerate(source_itos)}
     unk = specials.ids[specials.unk]
