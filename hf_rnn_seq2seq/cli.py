@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .translation import MAX_SOURCE_LENGTH, load_model
+
 
 @contextmanager
 def _user_errors(parser: argparse.ArgumentParser):
@@ -20,25 +22,12 @@ def _user_errors(parser: argparse.ArgumentParser):
         parser.error(str(error))
 
 
-def _load(model_name_or_path: str):
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    import hf_rnn_seq2seq  # noqa: F401  registers the classes, so no remote code is needed
-
-    from .tokenization import check_vocabulary
-
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path).eval()
-    check_vocabulary(tokenizer, model.config, model_name_or_path)
-    return model, tokenizer
-
-
 def _generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a folder written by train.py, or a Hub model id")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--num_beams", type=int, default=None, help="default: the model's generation_config.json")
     parser.add_argument("--max_new_tokens", type=int, default=None)
-    parser.add_argument("--max_source_length", type=int, default=128, help="longer sources are cut, with a warning")
+    parser.add_argument("--max_source_length", type=int, default=MAX_SOURCE_LENGTH, help="longer sources are cut, with a warning")
     parser.add_argument("--do_sample", action="store_true", help="sample instead of beam search")
     parser.add_argument("--top_k", type=int, default=None)
     parser.add_argument("--top_p", type=float, default=None)
@@ -59,7 +48,7 @@ def _translate_lines(args, lines: list[str]) -> list[str]:
     from .translation import translate
 
     torch.manual_seed(args.seed)
-    model, tokenizer = _load(args.model)
+    model, tokenizer = load_model(args.model)
     return translate(
         model, tokenizer, lines, batch_size=args.batch_size, max_source_length=args.max_source_length,
         progress=not args.no_progress, **_generate_kwargs(args),
@@ -129,7 +118,7 @@ def plot_attention_main(argv=None) -> None:
     from .plotting import attention_matrix, plot_attention
 
     with _user_errors(parser):
-        model, tokenizer = _load(args.model)
+        model, tokenizer = load_model(args.model)
         source, target, weights = attention_matrix(model, tokenizer, args.sentence, args.max_new_tokens)
         plot_attention(source, target, weights, args.output)
     summary = {

@@ -1,4 +1,4 @@
-"""Attention heatmaps: which source tokens each generated target token attended to."""
+"""Figures: attention heatmaps (which source tokens each generated target token attended to) and the beam-size sweep."""
 
 from __future__ import annotations
 
@@ -9,51 +9,18 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+
+from .hypotheses import Decoding, translate_with_attention  # noqa: E402
 
 
 def attention_matrix(model, tokenizer, sentence: str, max_new_tokens: int = 64):
-    """Greedy-translate `sentence`; return (source tokens, target tokens, weights (target x source)).
-
-    The weights are the decoder's cross-attention at each generated step (`generate(output_attentions=True)`);
-    the last target token is EOS.
-    """
+    """Greedy-translate `sentence`; return (source tokens, target tokens, weights (target x source)), the tokens as a
+    reader sees them and the target's last one EOS (unless the translation reached `max_new_tokens`)."""
     if model.config.attention_type == "none":
         raise ValueError("attention_type='none' has no attention to plot: the decoder sees a fixed context")
-    batch = tokenizer([sentence], return_tensors="pt").to(model.device)
-    with torch.no_grad():
-        out = model.generate(
-            **batch, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens,
-            output_attentions=True, return_dict_in_generate=True,
-        )
-    generated = out.sequences[0, 1:].tolist()  # without the start token
-    if tokenizer.eos_token_id in generated:
-        generated = generated[: generated.index(tokenizer.eos_token_id) + 1]
-    weights = torch.cat([step[0][0, 0] for step in out.cross_attentions[: len(generated)]], dim=0)  # (T, S)
-    source = reader_tokens(tokenizer, tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist()))
-    target = reader_tokens(tokenizer, tokenizer.convert_ids_to_tokens(generated))
-    return source, target, weights.cpu().numpy()
-
-
-def reader_tokens(tokenizer, tokens: list[str]) -> list[str]:
-    """Tokens as a reader sees them: the text each adds to the decoded sentence, without the tokenizer's own
-    word-boundary marks ("▁Mann" is "Mann"), and a piece that continues the previous token's word marked "##"
-    ("Männ", "##er"), whatever the tokenizer's convention (Metaspace, a "</w>" suffix, ...). Special tokens stay."""
-    labels, pieces, text = [], [], ""
-    for token in tokens:
-        if token in tokenizer.all_special_tokens:
-            labels.append(token)
-            continue
-        pieces.append(token)
-        decoded = tokenizer.convert_tokens_to_string(pieces)
-        if not decoded.startswith(text):  # a decoder that rewrites earlier text: show the token itself
-            labels.append(token)
-        else:
-            added = decoded[len(text) :]
-            starts_word = not text or added[:1].isspace() or not added
-            labels.append(added.strip() if starts_word else f"##{added.strip()}")
-        text = decoded
-    return labels
+    translation = translate_with_attention(model, tokenizer, sentence, Decoding("greedy", max_new_tokens=max_new_tokens))
+    best = translation.hypotheses[0]
+    return translation.source_tokens, best.tokens, best.attention
 
 
 def attention_figure(source: list[str], target: list[str], weights: np.ndarray) -> plt.Figure:
@@ -78,3 +45,20 @@ def plot_attention(source: list[str], target: list[str], weights: np.ndarray, pa
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def beam_sweep_figure(points) -> plt.Figure:
+    """Length and scores of the best hypothesis against the beam size (`hypotheses.beam_sweep`'s points)."""
+    beams = [point.num_beams for point in points]
+    figure, (length_axes, score_axes) = plt.subplots(1, 2, figsize=(8, 2.8))
+    length_axes.plot(beams, [point.length for point in points], marker="o")
+    length_axes.set_ylabel("output tokens (EOS included)")
+    score_axes.plot(beams, [point.log_probability for point in points], marker="o", label="log-probability")
+    scored = [point for point in points if point.beam_score is not None]
+    score_axes.plot([p.num_beams for p in scored], [p.beam_score for p in scored], marker="s", label="beam score")
+    score_axes.legend(fontsize="small")
+    for axes in (length_axes, score_axes):
+        axes.set_xlabel("beam size")
+        axes.set_xticks(beams)
+    figure.tight_layout()
+    return figure

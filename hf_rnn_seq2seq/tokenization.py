@@ -80,3 +80,24 @@ def check_vocabulary(tokenizer, config, model_name: str) -> None:
             f"the tokenizer has {len(tokenizer)} tokens but {model_name} has {name}={size}: "
             "they do not belong together; use the tokenizer saved with the model"
         )
+
+
+def reader_tokens(tokenizer, tokens: list[str]) -> list[str]:
+    """Tokens as a reader sees them: the text each adds to the decoded sentence, without the tokenizer's own
+    word-boundary marks ("▁Mann" is "Mann"), and a piece that continues the previous token's word marked "##"
+    ("Männ", "##er"), whatever the tokenizer's convention (Metaspace, a "</w>" suffix, ...). Special tokens stay."""
+    labels, pieces, text = [], [], ""
+    for token in tokens:
+        if token in tokenizer.all_special_tokens:
+            labels.append(token)
+            continue
+        pieces.append(token)
+        decoded = tokenizer.convert_tokens_to_string(pieces)
+        if not decoded.startswith(text):  # a decoder that rewrites earlier text: show the token itself
+            labels.append(token)
+        else:
+            added = decoded[len(text) :]
+            starts_word = not text or added[:1].isspace() or not added
+            labels.append(added.strip() if starts_word else f"##{added.strip()}")
+        text = decoded
+    return labels

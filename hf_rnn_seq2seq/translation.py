@@ -10,9 +10,31 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import normalize
+from .text_files import normalize
 
 logger = logging.getLogger(__name__)
+
+MAX_SOURCE_LENGTH = 128  # tokens, EOS included: the training recipe's --max_source_length
+
+
+def load_model(model_name_or_path: str):
+    """(model in eval mode, tokenizer) from a folder written by train.py or a Hub id, with a clear error for a
+    folder or id that is not an RNNSeq2Seq model (before its weights are read)."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
+    from .tokenization import check_vocabulary
+
+    config = AutoConfig.from_pretrained(model_name_or_path)
+    if config.model_type != RNNSeq2SeqConfig.model_type:
+        raise ValueError(
+            f"{model_name_or_path} is a {config.model_type!r} model; these tools run RNNSeq2Seq models "
+            f"(model_type {RNNSeq2SeqConfig.model_type!r})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path, config=config).eval()
+    check_vocabulary(tokenizer, model.config, model_name_or_path)
+    return model, tokenizer
 
 
 def decode(tokenizer, ids: np.ndarray) -> list[str]:
@@ -32,7 +54,7 @@ def translate(
     tokenizer,
     sentences: Sequence[str],
     batch_size: int = 64,
-    max_source_length: int = 128,
+    max_source_length: int = MAX_SOURCE_LENGTH,
     progress: bool = False,
     **generate_kwargs,
 ) -> list[str]:

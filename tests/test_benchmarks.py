@@ -207,3 +207,15 @@ def test_scale_measures_a_first_and_a_cached_second_run(tmp_path):
     assert float(second[reading]) <= float(first[reading]) and float(second[tokenization]) < float(first[tokenization])
     assert all(float(row[-3]) > 0.1 for row in (first, second))  # peak memory (GB)
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_demo_speed_runs_on_a_tiny_budget(tiny_run, multi30k_dir, tmp_path):
+    out = tmp_path / "demo_speed.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "demo_speed.py"), "--model", str(tiny_run.folder), "--data_dir",
+         str(multi30k_dir), "--starts", "1", "--sentences", "2", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    (row,) = [line for line in out.read_text().splitlines() if line.startswith(f"| `{tiny_run.folder}`")]
+    start_seconds, median_request = (float(cell) for cell in row.split("|")[2:4])
+    assert start_seconds > 0 and median_request > 0 and row.rstrip().endswith("| 2 |")

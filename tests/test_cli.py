@@ -18,7 +18,8 @@ from PIL import Image
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, cli
 from hf_rnn_seq2seq.metrics import load_metric
-from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix, reader_tokens
+from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix
+from hf_rnn_seq2seq.tokenization import reader_tokens
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from hf_rnn_seq2seq.data import normalize
 from hf_rnn_seq2seq.translation import decode, translate

@@ -8,10 +8,13 @@ from packaging.utils import canonicalize_name
 from hf_rnn_seq2seq.modeling_rnn_seq2seq import TESTED_TRANSFORMERS
 from helpers import PYPROJECT, compat_releases, package_transformers_range, pinned_versions
 
+PROJECT = tomllib.loads(PYPROJECT.read_text())["project"]
 DECLARED = {
     canonicalize_name(requirement.name): requirement
-    for requirement in map(Requirement, tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"])
-}
+    for requirement in map(
+        Requirement, PROJECT["dependencies"] + [extra for extras in PROJECT["optional-dependencies"].values() for extra in extras]
+    )
+}  # the extras too (test, demo): CI installs them from constraints.txt as well
 
 
 def test_dependencies_are_ranges_not_pins():

@@ -266,7 +266,7 @@ def test_the_console_script_writes_a_complete_folder_and_reports_a_refusal(joeyn
 
 def test_heatmap_labels_read_as_words_with_subword_nmt_pieces(joeynmt_models):
     """The attention plot's labels hide subword-nmt's "</w>" as they hide "▁", and mark continued words "##"."""
-    from hf_rnn_seq2seq.plotting import reader_tokens
+    from hf_rnn_seq2seq.tokenization import reader_tokens
 
     _, tokenizer = load(joeynmt_models["gru-luong-2layers-subword_nmt"]["folder"])
     sentence = joeynmt_models["gru-luong-2layers-subword_nmt"]["test_sources"][2]

@@ -1,0 +1,204 @@
+"""The demo's page (Gradio Blocks): translate a sentence with a chosen decoding, read the attention of any hypothesis,
+put two models side by side, and sweep the beam size. Every handler answers a bad input (an empty or too long
+sentence, a model that does not load or is not an RNNSeq2Seq model, impossible settings) with a message in the page,
+and the app goes on serving."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections import OrderedDict
+from html import escape
+
+import gradio as gr
+import matplotlib.pyplot as plt
+
+from ..hypotheses import DECODING_MODES, Decoding, beam_sweep, translate_with_attention
+from ..plotting import beam_sweep_figure
+from ..translation import load_model
+from .heatmap import heatmap_html
+
+logger = logging.getLogger(__name__)
+
+NO_ATTENTION = (
+    '<p class="no-attention">This model has no attention (<code>attention_type="none"</code>): every target token is '
+    "written from the same fixed summary of the whole source, the encoder's last state.</p>"
+)
+
+
+class ModelShelf:
+    """The models the page serves, each loaded once. A visitor may name another folder or Hub id; the last few of
+    those stay loaded beside the ones the app started with."""
+
+    def __init__(self, names: list[str], extra_capacity: int = 2):
+        self.names = list(names)
+        self.extra_capacity = extra_capacity
+        self._loaded: OrderedDict[str, tuple] = OrderedDict()
+        self.lock = threading.Lock()  # one generate() at a time: the models and torch's seed are shared
+
+    def get(self, name: str | None):
+        name = (name or "").strip()
+        if not name:
+            raise ValueError("choose a model")
+        if name not in self._loaded:
+            try:
+                self._loaded[name] = load_model(name)
+            except OSError as error:  # a missing folder, an unknown or unreachable Hub id, a missing file
+                raise ValueError(f"could not load {name!r}: {str(error).splitlines()[0]}") from error
+            extras = [loaded for loaded in self._loaded if loaded not in self.names]
+            for evicted in extras[: max(0, len(extras) - self.extra_capacity)]:
+                del self._loaded[evicted]
+        return self._loaded[name]
+
+
+def _answers_errors(empty_outputs):
+    """A handler whose ValueError (a refused input) becomes a message in the status line, with the other outputs
+    cleared; anything else is logged with its traceback for the operator and shown as a one-line message."""
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        def wrapped(*args):
+            try:
+                return handler(*args)
+            except ValueError as error:
+                message = str(error)
+            except Exception as error:  # noqa: BLE001  the page must keep serving; the log keeps the traceback
+                logger.exception("demo request failed")
+                message = f"something went wrong ({type(error).__name__}: {error})"
+            return (f"⚠️ {message[:1].upper()}{message[1:]}", *empty_outputs())
+
+        return wrapped
+
+    return decorate
+
+
+def _attention_view(translation, hypothesis: int, token: int | None) -> str:
+    chosen = translation.hypotheses[hypothesis]
+    if chosen.attention is None:
+        return NO_ATTENTION
+    return heatmap_html(translation.source_tokens, chosen.tokens, chosen.attention, token)
+
+
+def _token_choices(translation, hypothesis: int) -> gr.Radio:
+    tokens = translation.hypotheses[hypothesis].tokens
+    return gr.Radio(choices=[(f"{token}", index) for index, token in enumerate(tokens)], value=None)
+
+
+def _hypotheses_table(translation) -> str:
+    """Every hypothesis in generate()'s order with its log-probability and, for beam search, the length-normalised
+    score the beams were ranked by."""
+    rows = "".join(
+        f"<tr><td>{rank}</td><td class=\"text\">{escape(hypothesis.text)}</td><td>{hypothesis.log_probability:.3f}</td>"
+        f"<td>{'' if hypothesis.beam_score is None else f'{hypothesis.beam_score:.3f}'}</td></tr>"
+        for rank, hypothesis in enumerate(translation.hypotheses, start=1)
+    )
+    return (
+        '<table class="hypotheses"><thead><tr><th>#</th><th>translation</th><th>log-probability</th>'
+        f"<th>beam score</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Blocks:
+    def decoding(mode, num_beams, length_penalty, temperature, top_p, num_return_sequences, seed) -> Decoding:
+        return Decoding(mode, int(num_beams), float(length_penalty), float(temperature), float(top_p),
+                        int(num_return_sequences), int(seed or 0))  # fmt: skip
+
+    @_answers_errors(lambda: ("", gr.Radio(choices=[], value=None), gr.Radio(choices=[], value=None), "", None))
+    def translate(name, sentence, *settings):
+        with shelf.lock:
+            model, tokenizer = shelf.get(name)
+            translation = translate_with_attention(model, tokenizer, sentence, decoding(*settings))
+        hypothesis_choices = [(f"{rank}. {hypothesis.text}", rank - 1) for rank, hypothesis in enumerate(translation.hypotheses, 1)]
+        return (
+            f"Translated with {name}.", _hypotheses_table(translation), gr.Radio(choices=hypothesis_choices, value=0),
+            _token_choices(translation, 0), _attention_view(translation, 0, None), translation,
+        )  # fmt: skip
+
+    def choose_hypothesis(translation, hypothesis):
+        if translation is None or hypothesis is None:
+            return gr.Radio(choices=[], value=None), ""
+        return _token_choices(translation, hypothesis), _attention_view(translation, hypothesis, None)
+
+    def choose_token(translation, hypothesis, token):
+        if translation is None or hypothesis is None:
+            return ""
+        return _attention_view(translation, hypothesis, token)
+
+    @_answers_errors(lambda: (None,))
+    def sweep(name, sentence, length_penalty):
+        with shelf.lock:
+            model, tokenizer = shelf.get(name)
+            points = beam_sweep(model, tokenizer, sentence, length_penalty=float(length_penalty))
+        figure = beam_sweep_figure(points)
+        plt.close(figure)  # Gradio renders it; pyplot need not keep it
+        return f"Beam sizes 1–10 with {name}.", figure
+
+    @_answers_errors(lambda: ("", "", "", ""))
+    def side_by_side(left_name, right_name, sentence, *settings):
+        views = []
+        with shelf.lock:
+            for name in (left_name, right_name):
+                model, tokenizer = shelf.get(name)
+                translation = translate_with_attention(model, tokenizer, sentence, decoding(*settings))
+                views += [translation.hypotheses[0].text, _attention_view(translation, 0, None)]
+        return (f"{left_name} and {right_name} side by side.", *views)
+
+    with gr.Blocks(title="RNN encoder–decoder attention") as demo:
+        gr.Markdown(
+            "# Where does the decoder look?\n"
+            "An RNN encoder reads the source into one state per token; the decoder writes the translation a token at "
+            "a time, and attention weighs the source states at each step. Translate a sentence, then read the "
+            "weights: a row per target token, a column per source token (hover a cell for its weight)."
+        )
+        model = gr.Dropdown(shelf.names, value=shelf.names[0], allow_custom_value=True, label="Model",
+                            info="a folder written by train.py or a Hub id", elem_id="model")  # fmt: skip
+        sentence = gr.Textbox(label="Source sentence", lines=2, elem_id="sentence")
+        if examples:
+            gr.Examples([[example] for example in examples], inputs=sentence, label="Example sentences")
+        with gr.Accordion("Decoding", open=True):
+            with gr.Row():
+                mode = gr.Radio(list(DECODING_MODES), value="beam search", label="Search", elem_id="mode")
+                num_beams = gr.Slider(1, 10, value=5, step=1, label="Beam size", elem_id="num-beams")
+                length_penalty = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="Length penalty (beam search)")
+            with gr.Row():
+                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Temperature (sampling)")
+                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (sampling)")
+                num_return_sequences = gr.Slider(1, 10, value=1, step=1, label="Hypotheses", elem_id="hypotheses-count")
+                seed = gr.Number(0, precision=0, label="Seed (sampling)")
+        settings = [mode, num_beams, length_penalty, temperature, top_p, num_return_sequences, seed]
+        translate_button = gr.Button("Translate", variant="primary", elem_id="translate")
+        status = gr.Markdown(elem_id="status")
+        hypotheses = gr.HTML(elem_id="hypotheses")
+        hypothesis = gr.Radio([], type="value", label="Attention of hypothesis", elem_id="hypothesis")
+        target_token = gr.Radio([], label="Target token: select it to highlight the source tokens it attended to",
+                                elem_id="target-token")  # fmt: skip
+        heatmap = gr.HTML(elem_id="heatmap")
+        translation = gr.State()
+        with gr.Accordion("Beam size 1–10: length and score of the best hypothesis", open=False):
+            sweep_button = gr.Button("Sweep the beam size", elem_id="sweep")
+            sweep_plot = gr.Plot(elem_id="sweep-plot")
+        with gr.Accordion("Side by side: the same sentence through a second model", open=False):
+            right_model = gr.Dropdown(shelf.names, value=shelf.names[-1], allow_custom_value=True,
+                                      label="Second model", elem_id="right-model")  # fmt: skip
+            compare_button = gr.Button("Translate with both", elem_id="compare")
+            with gr.Row():
+                with gr.Column():
+                    left_text = gr.Textbox(label="First model", interactive=False, elem_id="left-translation")
+                    left_heatmap = gr.HTML(elem_id="left-heatmap")
+                with gr.Column():
+                    right_text = gr.Textbox(label="Second model", interactive=False, elem_id="right-translation")
+                    right_heatmap = gr.HTML(elem_id="right-heatmap")
+
+        translate_event = dict(
+            fn=translate, inputs=[model, sentence, *settings],
+            outputs=[status, hypotheses, hypothesis, target_token, heatmap, translation],
+        )  # fmt: skip
+        translate_button.click(**translate_event, api_name="translate")
+        sentence.submit(**translate_event)
+        hypothesis.input(choose_hypothesis, [translation, hypothesis], [target_token, heatmap])
+        target_token.input(choose_token, [translation, hypothesis, target_token], heatmap)
+        sweep_button.click(sweep, [model, sentence, length_penalty], [status, sweep_plot], api_name="sweep")
+        compare_button.click(side_by_side, [model, right_model, sentence, *settings],
+                             [status, left_text, left_heatmap, right_text, right_heatmap], api_name="side_by_side")  # fmt: skip
+    return demo
