@@ -81,13 +81,15 @@ def main():
         server.terminate()
         server.wait()
     latencies.sort()
-    command = "python benchmarks/demo_speed.py" + ("" if args.model == "runs/multi30k-de-en" else f" --model {args.model}")
+    command = "python benchmarks/demo_speed.py"
+    if args.model != parser.get_default("model"):
+        command += f" --model {args.model}"
     emit(
         [
             f"# The attention demo's speed (`{command}`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores)",
             "",
-            "| model | start to a serving page (s, median of "
-            f"{args.starts}) | translation request, beam 5: median (s) | 90th percentile (s) | slowest (s) | sentences |",
+            f"| model | start to a serving page (s, median of {args.starts}) | translation request, beam 5: median (s) "
+            "| 90th percentile (s) | slowest (s) | sentences |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
             f"| `{args.model}` | {statistics.median(start_seconds):.1f} | {statistics.median(latencies):.3f} | "
             f"{latencies[int(0.9 * (len(latencies) - 1))]:.3f} | {latencies[-1]:.3f} | {len(latencies)} |",

@@ -18,6 +18,7 @@ from .tokenization import reader_tokens
 from .translation import MAX_SOURCE_LENGTH
 
 DECODING_MODES = ("greedy", "beam search", "sampling")
+MAX_BEAMS = 10  # the demo's widest beam search and largest number of hypotheses, and the beam sweep's range
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class BeamPoint:
     beam_score: float | None  # None for one beam (greedy search has no length-normalised score)
 
 
-def beam_sweep(model, tokenizer, sentence: str, beam_sizes=range(1, 11), length_penalty: float = 1.0):
+def beam_sweep(model, tokenizer, sentence: str, beam_sizes=range(1, MAX_BEAMS + 1), length_penalty: float = 1.0):
     """The best hypothesis of each beam size: how its length and score move as the search widens."""
     points = []
     for num_beams in beam_sizes:

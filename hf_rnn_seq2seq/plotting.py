@@ -18,7 +18,8 @@ def attention_matrix(model, tokenizer, sentence: str, max_new_tokens: int = 64):
     reader sees them and the target's last one EOS (unless the translation reached `max_new_tokens`)."""
     if model.config.attention_type == "none":
         raise ValueError("attention_type='none' has no attention to plot: the decoder sees a fixed context")
-    translation = translate_with_attention(model, tokenizer, sentence, Decoding("greedy", max_new_tokens=max_new_tokens))
+    greedy = Decoding("greedy", max_new_tokens=max_new_tokens)
+    translation = translate_with_attention(model, tokenizer, sentence, greedy)
     best = translation.hypotheses[0]
     return translation.source_tokens, best.tokens, best.attention
 

@@ -1,8 +1,8 @@
 """The attention demo: what it computes (hypotheses, scores, attention) against generate() itself, its refusals, and
-the page in a real browser (Debian's Chromium driven by Playwright), served by the console script as a user starts it."""
+the page in a real browser (Debian's Chromium driven by Playwright), served by the console script as a user starts
+it."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -102,8 +102,8 @@ def test_beam_and_sampled_hypotheses_are_generates(trained):
     transition = model.compute_transition_scores(out.sequences, out.scores, out.beam_indices, normalize_logits=False)
     for hypothesis, scores in zip(beam.hypotheses, transition):
         assert hypothesis.log_probability == pytest.approx(scores[: len(hypothesis.token_ids)].sum().item(), abs=1e-4)
-    sampled = translate_with_attention(model, tokenizer, SENTENCE, Decoding("sampling", temperature=0.7, top_p=0.9,
-                                                                            num_return_sequences=2, seed=3))  # fmt: skip
+    sampling = Decoding("sampling", temperature=0.7, top_p=0.9, num_return_sequences=2, seed=3)
+    sampled = translate_with_attention(model, tokenizer, SENTENCE, sampling)
     torch.manual_seed(3)
     expected = generated_rows(model, tokenizer, SENTENCE, do_sample=True, num_beams=1, temperature=0.7, top_p=0.9,
                               num_return_sequences=2)  # fmt: skip
@@ -148,7 +148,8 @@ def test_heatmap_html_is_a_target_by_source_grid_with_the_attended_tokens_highli
     html = heatmap_html(source, target, weights, selected=1)
     assert html.count("<td ") == 9 and 'data-rows="3" data-cols="3"' in html
     assert "&lt;Mann&gt;" in html and "<Mann>" not in html  # tokens are text, never markup
-    assert html.count("source-token attended") == 1 and "attended to: &lt;Mann&gt; (0.70)" in html and '<tr class="selected"><th class="target-token" data-row="1">man' in html
+    assert html.count("source-token attended") == 1 and "attended to: &lt;Mann&gt; (0.70)" in html
+    assert '<tr class="selected"><th class="target-token" data-row="1">man' in html
     with pytest.raises(ValueError, match=r"do not match 2 x 3"):
         heatmap_html(source, target[:2], weights)
 
@@ -270,9 +271,10 @@ def test_page_translates_as_generate_and_shows_its_attention(page, trained, tmp_
     assert highlighted == [reference.source_tokens[column] for column in sorted(attended(best.attention, 1))]
 
     page.locator("#hypothesis label").nth(2).click()  # the third hypothesis's attention
-    page.wait_for_function(f"document.querySelectorAll('#heatmap tbody tr').length === {len(reference.hypotheses[2].tokens)}")
+    rows_shown = "document.querySelectorAll('#heatmap tbody tr').length === {}"
+    page.wait_for_function(rows_shown.format(len(reference.hypotheses[2].tokens)))
     page.locator("#hypothesis label").nth(0).click()  # back to the best, a token selected: the screenshot
-    page.wait_for_function(f"document.querySelectorAll('#heatmap tbody tr').length === {len(best.tokens)}")
+    page.wait_for_function(rows_shown.format(len(best.tokens)))
     page.locator("#target-token label").nth(1).click()
     page.wait_for_selector("#heatmap tr.selected")
     artifacts = Path(os.environ.get("HF_RNN_SEQ2SEQ_ARTIFACTS", tmp_path))

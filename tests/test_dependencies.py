@@ -12,7 +12,8 @@ PROJECT = tomllib.loads(PYPROJECT.read_text())["project"]
 DECLARED = {
     canonicalize_name(requirement.name): requirement
     for requirement in map(
-        Requirement, PROJECT["dependencies"] + [extra for extras in PROJECT["optional-dependencies"].values() for extra in extras]
+        Requirement,
+        PROJECT["dependencies"] + [extra for extras in PROJECT["optional-dependencies"].values() for extra in extras],
     )
 }  # the extras too (test, demo): CI installs them from constraints.txt as well
 

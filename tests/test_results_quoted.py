@@ -98,5 +98,6 @@ def test_the_quoted_demo_speeds_are_the_table_s():
     (row,) = [row for row in table_rows((RESULTS / "demo_speed.md").read_text()) if row[0] == "`runs/multi30k-de-en`"]
     start, median, _, slowest = row[1:5]
     prose = " ".join(README.split())
-    assert f"the page serves {start} s after the command starts, and a beam-5 translation request takes {median} s" in prose
+    quote = f"the page serves {start} s after the command starts, and a beam-5 translation request takes {median} s"
+    assert quote in prose
     assert f"(median over {row[5]} test sentences; slowest {slowest} s)" in prose

@@ -44,7 +44,8 @@ def heatmap_html(source: list[str], target: list[str], weights: np.ndarray, sele
         raise ValueError(f"weights of shape {weights.shape} do not match {len(target)} x {len(source)} tokens")
     highlighted = set(attended(weights, selected)) if selected is not None else set()
     header = "".join(
-        f'<th class="source-token{" attended" if column in highlighted else ""}" data-col="{column}">{escape(token)}</th>'
+        f'<th class="source-token{" attended" if column in highlighted else ""}" data-col="{column}">'
+        f"{escape(token)}</th>"
         for column, token in enumerate(source)
     )
     rows = []
@@ -60,7 +61,9 @@ def heatmap_html(source: list[str], target: list[str], weights: np.ndarray, sele
         rows.append(f'<tr{selected_class}><th class="target-token" data-row="{row}">{escape(token)}</th>{cells}</tr>')
     summary = ""
     if selected is not None:
-        listed = ", ".join(f"{escape(source[column])} ({weights[selected, column]:.2f})" for column in attended(weights, selected))
+        listed = ", ".join(
+            f"{escape(source[column])} ({weights[selected, column]:.2f})" for column in attended(weights, selected)
+        )
         summary = f'<p class="attended-summary"><b>{escape(target[selected])}</b> attended to: {listed}</p>'
     return (
         f'{summary}<table class="attention" data-rows="{len(target)}" data-cols="{len(source)}">'

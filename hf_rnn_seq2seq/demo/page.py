@@ -14,7 +14,7 @@ from html import escape
 import gradio as gr
 import matplotlib.pyplot as plt
 
-from ..hypotheses import DECODING_MODES, Decoding, beam_sweep, translate_with_attention
+from ..hypotheses import DECODING_MODES, MAX_BEAMS, Decoding, beam_sweep, translate_with_attention
 from ..plotting import beam_sweep_figure
 from ..translation import load_model
 from .heatmap import heatmap_html
@@ -109,7 +109,9 @@ def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Block
         with shelf.lock:
             model, tokenizer = shelf.get(name)
             translation = translate_with_attention(model, tokenizer, sentence, decoding(*settings))
-        hypothesis_choices = [(f"{rank}. {hypothesis.text}", rank - 1) for rank, hypothesis in enumerate(translation.hypotheses, 1)]
+        hypothesis_choices = [
+            (f"{rank}. {hypothesis.text}", rank - 1) for rank, hypothesis in enumerate(translation.hypotheses, 1)
+        ]
         return (
             f"Translated with {name}.", _hypotheses_table(translation), gr.Radio(choices=hypothesis_choices, value=0),
             _token_choices(translation, 0), _attention_view(translation, 0, None), translation,
@@ -132,7 +134,7 @@ def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Block
             points = beam_sweep(model, tokenizer, sentence, length_penalty=float(length_penalty))
         figure = beam_sweep_figure(points)
         plt.close(figure)  # Gradio renders it; pyplot need not keep it
-        return f"Beam sizes 1–10 with {name}.", figure
+        return f"Beam sizes 1–{MAX_BEAMS} with {name}.", figure
 
     @_answers_errors(lambda: ("", "", "", ""))
     def side_by_side(left_name, right_name, sentence, *settings):
@@ -156,16 +158,20 @@ def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Block
         sentence = gr.Textbox(label="Source sentence", lines=2, elem_id="sentence")
         if examples:
             gr.Examples([[example] for example in examples], inputs=sentence, label="Example sentences")
+        default = Decoding()
         with gr.Accordion("Decoding", open=True):
             with gr.Row():
-                mode = gr.Radio(list(DECODING_MODES), value="beam search", label="Search", elem_id="mode")
-                num_beams = gr.Slider(1, 10, value=5, step=1, label="Beam size", elem_id="num-beams")
-                length_penalty = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="Length penalty (beam search)")
+                mode = gr.Radio(list(DECODING_MODES), value=default.mode, label="Search", elem_id="mode")
+                num_beams = gr.Slider(1, MAX_BEAMS, value=default.num_beams, step=1, label="Beam size",
+                                      elem_id="num-beams")  # fmt: skip
+                length_penalty = gr.Slider(0.0, 2.0, value=default.length_penalty, step=0.1,
+                                           label="Length penalty (beam search)")  # fmt: skip
             with gr.Row():
-                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Temperature (sampling)")
-                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (sampling)")
-                num_return_sequences = gr.Slider(1, 10, value=1, step=1, label="Hypotheses", elem_id="hypotheses-count")
-                seed = gr.Number(0, precision=0, label="Seed (sampling)")
+                temperature = gr.Slider(0.1, 2.0, value=default.temperature, step=0.1, label="Temperature (sampling)")
+                top_p = gr.Slider(0.05, 1.0, value=default.top_p, step=0.05, label="Top-p (sampling)")
+                num_return_sequences = gr.Slider(1, MAX_BEAMS, value=default.num_return_sequences, step=1,
+                                                 label="Hypotheses", elem_id="hypotheses-count")  # fmt: skip
+                seed = gr.Number(default.seed, precision=0, label="Seed (sampling)")
         settings = [mode, num_beams, length_penalty, temperature, top_p, num_return_sequences, seed]
         translate_button = gr.Button("Translate", variant="primary", elem_id="translate")
         status = gr.Markdown(elem_id="status")
@@ -175,7 +181,7 @@ def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Block
                                 elem_id="target-token")  # fmt: skip
         heatmap = gr.HTML(elem_id="heatmap")
         translation = gr.State()
-        with gr.Accordion("Beam size 1–10: length and score of the best hypothesis", open=False):
+        with gr.Accordion(f"Beam size 1–{MAX_BEAMS}: length and score of the best hypothesis", open=False):
             sweep_button = gr.Button("Sweep the beam size", elem_id="sweep")
             sweep_plot = gr.Plot(elem_id="sweep-plot")
         with gr.Accordion("Side by side: the same sentence through a second model", open=False):
@@ -199,6 +205,8 @@ def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Block
         hypothesis.input(choose_hypothesis, [translation, hypothesis], [target_token, heatmap])
         target_token.input(choose_token, [translation, hypothesis, target_token], heatmap)
         sweep_button.click(sweep, [model, sentence, length_penalty], [status, sweep_plot], api_name="sweep")
-        compare_button.click(side_by_side, [model, right_model, sentence, *settings],
-                             [status, left_text, left_heatmap, right_text, right_heatmap], api_name="side_by_side")  # fmt: skip
+        compare_button.click(
+            side_by_side, [model, right_model, sentence, *settings],
+            [status, left_text, left_heatmap, right_text, right_heatmap], api_name="side_by_side",
+        )  # fmt: skip
     return demo
