@@ -317,6 +317,9 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("model: %s parameters, %s", f"{model.num_parameters():,}", model.config.attention_type)
     with timed(seconds, "tokenization"):
         tokenized, dropped = tokenize_splits(raw, tokenizer, data_args, training_args)
+    # Training reads the tokenized cache from here on. Letting go of the training pairs unmaps their table, whose pages
+    # the tokenizer's sample touched: at 10M pairs about 0.4 GB that would otherwise stay resident the whole run.
+    raw.pop("train", None)
 
     metric = load_metric()
     trainer = build_trainer(model, tokenizer, metric, raw, tokenized, data_args, training_args)
