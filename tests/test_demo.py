@@ -17,8 +17,8 @@ import torch
 from transformers import BartConfig, BartForConditionalGeneration
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
-from hf_rnn_seq2seq.demo.heatmap import attended, heatmap_html
-from hf_rnn_seq2seq.hypotheses import Decoding, beam_sweep, translate_with_attention
+from hf_rnn_seq2seq.demo.heatmap import attended, heatmap_html, hypotheses_html
+from hf_rnn_seq2seq.hypotheses import Decoding, Hypothesis, beam_sweep, translate_with_attention
 from hf_rnn_seq2seq.tokenization import reader_tokens
 from hf_rnn_seq2seq.translation import decode, load_model
 from helpers import REPO_ROOT
@@ -152,6 +152,9 @@ def test_heatmap_html_is_a_target_by_source_grid_with_the_attended_tokens_highli
     assert '<tr class="selected"><th class="target-token" data-row="1">man' in html
     with pytest.raises(ValueError, match=r"do not match 2 x 3"):
         heatmap_html(source, target[:2], weights)
+    sampled = Hypothesis("<b>A</b> man", [5, 2], ["A", "</s>"], -1.23456, None, None)
+    table = hypotheses_html([sampled])
+    assert "<td class=\"text\">&lt;b&gt;A&lt;/b&gt; man</td><td>-1.235</td><td></td>" in table  # no beam score
 
 
 # --- the page in a browser ---------------------------------------------------------------------------------------

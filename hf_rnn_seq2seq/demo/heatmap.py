@@ -1,6 +1,7 @@
-"""The attention heatmap as an HTML table: a row per target token, a column per source token, each cell shaded by its
-weight, which it shows when hovered. One target row can be selected: the source tokens it attended to most are
-highlighted. Plain HTML and CSS (no script), so it renders the same in the app and in a saved page."""
+"""The HTML the demo's page shows: the hypotheses with their scores, and the attention heatmap as a table (a row per
+target token, a column per source token, each cell shaded by its weight, which it shows when hovered). One target row
+can be selected: the source tokens it attended to most are highlighted. Plain HTML and CSS (no script), so it renders
+the same in the app and in a saved page."""
 
 from __future__ import annotations
 
@@ -68,4 +69,18 @@ def heatmap_html(source: list[str], target: list[str], weights: np.ndarray, sele
     return (
         f'{summary}<table class="attention" data-rows="{len(target)}" data-cols="{len(source)}">'
         f'<thead><tr><th></th>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def hypotheses_html(hypotheses) -> str:
+    """Every hypothesis in generate()'s order with its log-probability and, for beam search, the length-normalised
+    score the beams were ranked by."""
+    rows = "".join(
+        f"<tr><td>{rank}</td><td class=\"text\">{escape(hypothesis.text)}</td><td>{hypothesis.log_probability:.3f}</td>"
+        f"<td>{'' if hypothesis.beam_score is None else f'{hypothesis.beam_score:.3f}'}</td></tr>"
+        for rank, hypothesis in enumerate(hypotheses, start=1)
+    )
+    return (
+        '<table class="hypotheses"><thead><tr><th>#</th><th>translation</th><th>log-probability</th>'
+        f"<th>beam score</th></tr></thead><tbody>{rows}</tbody></table>"
     )

@@ -9,7 +9,6 @@ import functools
 import logging
 import threading
 from collections import OrderedDict
-from html import escape
 
 import gradio as gr
 import matplotlib.pyplot as plt
@@ -17,7 +16,7 @@ import matplotlib.pyplot as plt
 from ..hypotheses import DECODING_MODES, MAX_BEAMS, Decoding, beam_sweep, translate_with_attention
 from ..plotting import beam_sweep_figure
 from ..translation import load_model
-from .heatmap import heatmap_html
+from .heatmap import heatmap_html, hypotheses_html
 
 logger = logging.getLogger(__name__)
 
@@ -82,21 +81,7 @@ def _attention_view(translation, hypothesis: int, token: int | None) -> str:
 
 def _token_choices(translation, hypothesis: int) -> gr.Radio:
     tokens = translation.hypotheses[hypothesis].tokens
-    return gr.Radio(choices=[(f"{token}", index) for index, token in enumerate(tokens)], value=None)
-
-
-def _hypotheses_table(translation) -> str:
-    """Every hypothesis in generate()'s order with its log-probability and, for beam search, the length-normalised
-    score the beams were ranked by."""
-    rows = "".join(
-        f"<tr><td>{rank}</td><td class=\"text\">{escape(hypothesis.text)}</td><td>{hypothesis.log_probability:.3f}</td>"
-        f"<td>{'' if hypothesis.beam_score is None else f'{hypothesis.beam_score:.3f}'}</td></tr>"
-        for rank, hypothesis in enumerate(translation.hypotheses, start=1)
-    )
-    return (
-        '<table class="hypotheses"><thead><tr><th>#</th><th>translation</th><th>log-probability</th>'
-        f"<th>beam score</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+    return gr.Radio(choices=[(token, index) for index, token in enumerate(tokens)], value=None)
 
 
 def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Blocks:
@@ -113,8 +98,9 @@ def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Block
             (f"{rank}. {hypothesis.text}", rank - 1) for rank, hypothesis in enumerate(translation.hypotheses, 1)
         ]
         return (
-            f"Translated with {name}.", _hypotheses_table(translation), gr.Radio(choices=hypothesis_choices, value=0),
-            _token_choices(translation, 0), _attention_view(translation, 0, None), translation,
+            f"Translated with {name}.", hypotheses_html(translation.hypotheses),
+            gr.Radio(choices=hypothesis_choices, value=0), _token_choices(translation, 0),
+            _attention_view(translation, 0, None), translation,
         )  # fmt: skip
 
     def choose_hypothesis(translation, hypothesis):
