@@ -13,15 +13,9 @@ from torch.utils.data import DataLoader
 from transformers import Seq2SeqTrainer
 
 from .checkpoints import check_checkpoint_weights
-from .preprocessing import LENGTH_COLUMNS
+from .preprocessing import pair_lengths
 from .token_batches import TokenBatchSampler
 from .translation import decode
-
-
-def pair_lengths(dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Source and target lengths in tokens (the columns tokenization wrote), read without loading the sentences."""
-    lengths = dataset.with_format("numpy", columns=list(LENGTH_COLUMNS))[:]
-    return lengths["source_length"], lengths["target_length"]
 
 
 def padded_lengths(source_lengths, target_lengths) -> np.ndarray:

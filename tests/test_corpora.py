@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from accelerate.data_loader import BatchSamplerShard
 
 from hf_rnn_seq2seq.data import DataError, load_parallel_dir, load_parallel_files
-from hf_rnn_seq2seq.preprocessing import clean_training_pairs, tokenize_split, tokenizer_training_texts
+from hf_rnn_seq2seq.preprocessing import clean_training_pairs, pair_lengths, tokenize_split, tokenizer_training_texts
 from hf_rnn_seq2seq.text_files import normalize
 from hf_rnn_seq2seq.token_batches import TokenBatchSampler, token_batches
 from hf_rnn_seq2seq.trainer import length_grouped_order, padded_lengths
@@ -123,6 +124,25 @@ def test_cleaning_drops_and_counts_pairs_over_the_limits_or_too_uneven(corpus, t
     assert clean_training_pairs(tokenized, 10**4, 10**4, 0)[1] == {
         "train_dropped_too_long": 0, "train_dropped_length_ratio": 0
     }  # fmt: skip
+
+
+def test_pair_lengths_are_the_length_columns_in_the_dataset_s_row_order(corpus, tmp_path):
+    """Read from the files themselves, for two files one after the other, a selection, a slice, columns removed, and
+    a table in memory: what `datasets` reads."""
+    pairs = load(corpus, tmp_path / "cache")["train"]
+    tokenizer = train_bpe_tokenizer(tokenizer_training_texts(pairs, "de", "en", 10**6, seed=0), vocab_size=300)
+    whole = tokenize_split(pairs, tokenizer, "de", "en", None, 1, "tokenizing")
+    cut = tokenize_split(pairs, tokenizer, "de", "en", (8, 8), 1, "tokenizing")
+    two_files = datasets.concatenate_datasets([whole, cut])
+    order = np.random.default_rng(0).permutation(len(two_files))[:500]
+    variants = [
+        whole, two_files, two_files.select(order), two_files.select(range(100, 2500)),
+        two_files.remove_columns(["input_ids"]), datasets.Dataset.from_dict(whole[:50]),
+    ]  # fmt: skip
+    for dataset in variants:
+        sources, targets = pair_lengths(dataset)
+        assert sources.tolist() == dataset["source_length"] and targets.tolist() == dataset["target_length"]
+    assert len(pair_lengths(two_files)[0]) == 2 * len(whole)
 
 
 def test_train_py_drops_training_pairs_but_translates_every_test_sentence(multi30k_slice, tmp_path):
