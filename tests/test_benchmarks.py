@@ -219,3 +219,17 @@ def test_demo_speed_runs_on_a_tiny_budget(tiny_run, multi30k_dir, tmp_path):
     (row,) = [line for line in out.read_text().splitlines() if line.startswith(f"| `{tiny_run.folder}`")]
     start_seconds, median_request = (float(cell) for cell in row.split("|")[2:4])
     assert start_seconds > 0 and median_request > 0 and row.rstrip().endswith("| 2 |")
+
+
+def test_batching_speed_runs_on_a_tiny_budget(multi30k_slice, tmp_path):
+    from helpers import TINY
+
+    out = tmp_path / "batching_speed.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "batching_speed.py"), "--rounds", "1", "--max_steps", "2", "--out",
+         str(out), "--", "--data_dir", str(multi30k_slice(train=200, validation=24, test=24)), *TINY],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith(("| sentence", "| token"))]
+    assert [row[1].split(" (")[0].strip() for row in rows] == ["sentence batches", "token batches"]
+    assert all(float(row[3].replace(",", "")) > 0 for row in rows)

@@ -101,3 +101,11 @@ def test_the_quoted_demo_speeds_are_the_table_s():
     quote = f"the page serves {start} s after the command starts, and a beam-5 translation request takes {median} s"
     assert quote in prose
     assert f"(median over {row[5]} test sentences; slowest {slowest} s)" in prose
+
+
+def test_the_quoted_batching_speeds_are_the_table_s():
+    rows = table_rows((RESULTS / "batching_speed.md").read_text())
+    medians = {row[0].split(" (")[0]: f"{int(row[2]):,}" for row in rows if " batches (" in row[0]}
+    prose = " ".join(README.split())
+    quote = f"train at a median {medians['token batches']} target tokens/s against {medians['sentence batches']}"
+    assert quote in prose
