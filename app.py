@@ -4,7 +4,7 @@ DEMO_EXAMPLES (default: a few Multi30k-style German sentences, for the default G
 
 import os
 
-from hf_rnn_seq2seq.demo import launch
+from hf_rnn_seq2seq.demo import launch, read_examples
 
 DEFAULT_EXAMPLES = [
     "Ein Mann mit einem orangefarbenen Hut starrt auf etwas.",
@@ -14,8 +14,5 @@ DEFAULT_EXAMPLES = [
 
 if __name__ == "__main__":
     models = os.environ.get("DEMO_MODELS", "runs/multi30k-de-en").split()
-    examples = DEFAULT_EXAMPLES
-    if "DEMO_EXAMPLES" in os.environ:
-        with open(os.environ["DEMO_EXAMPLES"], encoding="utf-8") as handle:
-            examples = [line.strip() for line in handle if line.strip()]
+    examples = read_examples(os.environ["DEMO_EXAMPLES"]) if "DEMO_EXAMPLES" in os.environ else DEFAULT_EXAMPLES
     launch(models, examples)  # host and port: GRADIO_SERVER_NAME and GRADIO_SERVER_PORT, which Spaces set

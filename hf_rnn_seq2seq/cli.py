@@ -27,7 +27,9 @@ def _generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--num_beams", type=int, default=None, help="default: the model's generation_config.json")
     parser.add_argument("--max_new_tokens", type=int, default=None)
-    parser.add_argument("--max_source_length", type=int, default=MAX_SOURCE_LENGTH, help="longer sources are cut, with a warning")
+    parser.add_argument(
+        "--max_source_length", type=int, default=MAX_SOURCE_LENGTH, help="longer sources are cut, with a warning"
+    )
     parser.add_argument("--do_sample", action="store_true", help="sample instead of beam search")
     parser.add_argument("--top_k", type=int, default=None)
     parser.add_argument("--top_p", type=float, default=None)

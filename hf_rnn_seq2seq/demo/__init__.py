@@ -13,7 +13,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the
 from .heatmap import CSS  # noqa: E402
 from .page import ModelShelf, build_demo  # noqa: E402
 
-__all__ = ["ModelShelf", "build_demo", "launch", "main"]
+__all__ = ["ModelShelf", "build_demo", "launch", "main", "read_examples"]
+
+
+def read_examples(path: str) -> list[str]:
+    """Example source sentences: the file's non-blank lines."""
+    with open(path, encoding="utf-8") as handle:
+        return [line.strip() for line in handle if line.strip()]
 
 
 def launch(models: list[str], examples: list[str] | None = None, **launch_kwargs):
@@ -37,11 +43,8 @@ def main(argv=None) -> None:
     parser.add_argument("--host", help="0.0.0.0 to serve other machines (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="default: $GRADIO_SERVER_PORT or 7860")
     args = parser.parse_args(argv)
-    examples = None
     try:
-        if args.examples:
-            with open(args.examples, encoding="utf-8") as handle:
-                examples = [line.strip() for line in handle if line.strip()]
+        examples = read_examples(args.examples) if args.examples else None
         launch(args.models, examples, server_name=args.host, server_port=args.port)
     except (ValueError, OSError) as error:
         parser.error(str(error))
