@@ -142,11 +142,10 @@ def clean_training_pairs(train, max_source_length: int, max_target_length: int, 
     """Drop training pairs a translation model should not learn from: a side over its length limit (cutting it
     would leave a source and a target that no longer translate each other), or sides whose lengths differ by more
     than `max_length_ratio` times (0: no ratio limit). Returns the kept pairs and how many were dropped, and why."""
+    keep = dict(function=_keep, batched=True, input_columns=list(LENGTH_COLUMNS), batch_size=CACHE_RECORD_BATCH,
+                fn_kwargs=dict(limits=(max_source_length, max_target_length), max_ratio=max_length_ratio))  # fmt: skip
     if not isinstance(train, datasets.Dataset):  # a stream: filtered as it is read, not counted
-        return train.filter(
-            _keep, batched=True, input_columns=list(LENGTH_COLUMNS),
-            fn_kwargs=dict(limits=(max_source_length, max_target_length), max_ratio=max_length_ratio),
-        ), {}  # fmt: skip
+        return train.filter(**keep), {}
     sources, targets = pair_lengths(train)
     too_long = (sources > max_source_length) | (targets > max_target_length)
     uneven = ~too_long & ~_ratio_ok(sources, targets, max_length_ratio)
@@ -159,7 +158,9 @@ def clean_training_pairs(train, max_source_length: int, max_target_length: int, 
     )  # fmt: skip
     if not any(dropped.values()):
         return train, dropped
-    kept = train.select(np.flatnonzero(~(too_long | uneven)))
+    # A filter writes the kept rows' numbers to a cached file, batch by batch. `select` would make a list of Python
+    # integers of them (0.8 GB at 10M pairs, for a moment) and keep their table in memory for the whole run.
+    kept = train.filter(**keep, desc="cleaning")
     if len(kept) == 0:
         raise ValueError("cleaning dropped every training pair: raise --max_source_length / --max_target_length")
     return kept, dropped
@@ -174,36 +175,39 @@ def pair_lengths(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
     the columns' size: 0.13 GB at 10M pairs) and they would stay resident in the process. A table that is not the
     files as tokenization wrote them (in memory, other columns) is read through `datasets`."""
     files = list_table_cache_files(dataset.data)
-    lengths = _read_length_columns(files) if files else None
-    if lengths is None or len(lengths[0]) != dataset.data.num_rows:
+    lengths = _read_length_columns(files, dataset.data.num_rows) if files else None
+    if lengths is None:
         columns = dataset.with_format("numpy", columns=list(LENGTH_COLUMNS))[:]
         return columns["source_length"], columns["target_length"]
-    if dataset._indices is not None:  # a selection of the files' rows (the cleaning's)
-        rows = dataset._indices.column(0).to_numpy()
-        lengths = (lengths[0][rows], lengths[1][rows])
-    return lengths
+    if dataset._indices is None:
+        return lengths
+    selected = tuple(np.empty(len(dataset), dtype=np.int32) for _ in LENGTH_COLUMNS)
+    start = 0
+    for rows in dataset._indices.column(0).chunks:  # a selection of the files' rows (the cleaning's), piece by piece
+        rows = rows.to_numpy()
+        for all_rows, out in zip(lengths, selected):
+            np.take(all_rows, rows, out=out[start : start + len(rows)])
+        start += len(rows)
+    return selected
 
 
-def _read_length_columns(files: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The length columns of Arrow stream files, one after the other; None if a file has no such columns."""
-    parts: dict[str, list[np.ndarray]] = {column: [] for column in LENGTH_COLUMNS}
+def _read_length_columns(files: list[str], rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The length columns of Arrow stream files, one after the other, written into arrays of `rows` each (no
+    concatenation: the arrays are the only copy); None unless the files have such columns and `rows` rows in all."""
+    columns = tuple(np.empty(rows, dtype=np.int32) for _ in LENGTH_COLUMNS)
+    filled = 0
     for path in files:
-        if not _append_length_columns(path, parts):
-            return None
-    return tuple(np.concatenate(parts[column]) if parts[column] else np.zeros(0, np.int32) for column in LENGTH_COLUMNS)
-
-
-def _append_length_columns(path: str, parts: dict[str, list[np.ndarray]]) -> bool:
-    """Append one file's length columns to `parts` (copies: the map is gone once this returns and nothing holds its
-    pages); False if it has none."""
-    with pa.memory_map(path) as source:
-        reader = pa.ipc.open_stream(source)
-        if not set(LENGTH_COLUMNS) <= set(reader.schema.names):
-            return False
-        for batch in reader:
-            for column in LENGTH_COLUMNS:
-                parts[column].append(batch.column(column).to_numpy().copy())
-    return True
+        with pa.memory_map(path) as source:  # the map is gone once this file is read: nothing holds its pages
+            reader = pa.ipc.open_stream(source)
+            if not set(LENGTH_COLUMNS) <= set(reader.schema.names):
+                return None
+            for batch in reader:
+                if filled + batch.num_rows > rows:
+                    return None
+                for array, column in zip(columns, LENGTH_COLUMNS):
+                    array[filled : filled + batch.num_rows] = batch.column(column).to_numpy()
+                filled += batch.num_rows
+    return columns if filled == rows else None
 
 
 def _ratio_ok(sources: np.ndarray, targets: np.ndarray, max_ratio: float) -> np.ndarray:

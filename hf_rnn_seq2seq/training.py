@@ -37,7 +37,7 @@ from transformers import (
 )
 
 from . import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
-from .allocator import keep_freed_memory_for_reuse
+from .allocator import give_back_freed_memory, keep_freed_memory_for_reuse
 from .arguments import FINE_TUNABLE_SETTINGS, DataTrainingArguments, ModelArguments, parse_args
 from .checkpoints import last_complete_checkpoint, set_aside_incomplete
 from .data import first, load_data
@@ -320,6 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Training reads the tokenized cache from here on. Letting go of the training pairs unmaps their table, whose pages
     # the tokenizer's sample touched: at 10M pairs about 0.4 GB that would otherwise stay resident the whole run.
     raw.pop("train", None)
+    give_back_freed_memory()
 
     metric = load_metric()
     trainer = build_trainer(model, tokenizer, metric, raw, tokenized, data_args, training_args)

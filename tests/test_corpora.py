@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate.data_loader import BatchSamplerShard
+from datasets.table import list_table_cache_files
 
 from hf_rnn_seq2seq.data import DataError, load_parallel_dir, load_parallel_files
 from hf_rnn_seq2seq.preprocessing import clean_training_pairs, pair_lengths, tokenize_split, tokenizer_training_texts
@@ -121,6 +122,8 @@ def test_cleaning_drops_and_counts_pairs_over_the_limits_or_too_uneven(corpus, t
     assert dropped == {"train_dropped_too_long": too_long.sum(), "train_dropped_length_ratio": uneven.sum()}
     assert too_long.sum() > 0 and uneven.sum() > 0
     assert kept["input_ids"] == [ids for ids, drop in zip(tokenized["input_ids"], too_long | uneven) if not drop]
+    assert list_table_cache_files(kept._indices), "the kept rows' numbers belong on disk, not in memory"
+    assert pair_lengths(kept)[0].tolist() == sources[~(too_long | uneven)].tolist()
     assert clean_training_pairs(tokenized, 10**4, 10**4, 0)[1] == {
         "train_dropped_too_long": 0, "train_dropped_length_ratio": 0
     }  # fmt: skip
@@ -136,7 +139,8 @@ def test_pair_lengths_are_the_length_columns_in_the_dataset_s_row_order(corpus, 
     two_files = datasets.concatenate_datasets([whole, cut])
     order = np.random.default_rng(0).permutation(len(two_files))[:500]
     variants = [
-        whole, two_files, two_files.select(order), two_files.select(range(100, 2500)),
+        whole, two_files, two_files.select(order), two_files.select(order, writer_batch_size=64),  # 1 and 8 pieces
+        two_files.select(range(100, 2500)),
         two_files.remove_columns(["input_ids"]), datasets.Dataset.from_dict(whole[:50]),
     ]  # fmt: skip
     for dataset in variants:
