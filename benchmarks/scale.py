@@ -4,13 +4,14 @@ the on-disk cache, and the same for a second run on the same files (which reuses
 The corpora are French→English pairs we have (Multi30k's 29,000 and Tatoeba's 167,000), repeated and shuffled with
 a fixed seed up to the size, written as gzip files in the {split}.{lang}.gz layout to a temporary folder (Multi30k's
 validation and test splits beside them). Each run is the default recipe with `--max_steps 3`, in a fresh process
-with its own `datasets` cache; peak memory is the largest proportional set size (PSS) of train.py and its worker
+with its own `datasets` cache; the second run is repeated (3 times by default) and its median reported, since
+one size's peak varies from run to run by the size of one buffer of the first training step; peak memory is the largest proportional set size (PSS) of train.py and its worker
 processes together, sampled every 50 ms (shared pages counted once), and of that the anonymous part (what is not
 a reclaimable page of a file, such as the memory-mapped Arrow tables). The floor: the trained tokenizer's bare `encode_batch` (Rust, all cores) on the
 first million of the same pairs, both sides, in the same run.
 
     python benchmarks/scale.py                      # 0.1M, 1M, 3M, 10M; writes benchmarks/results/scale.md and .png
-    python benchmarks/scale.py --sizes 100000 1000000 --out /tmp/scale.md
+    python benchmarks/scale.py --sizes 100000 1000000 --second-runs 1 --out /tmp/scale.md
 
 Run it alone: another job on the machine slows every stage.
 """
@@ -21,6 +22,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,6 +146,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 3_000_000, 10_000_000])
     parser.add_argument("--work", type=Path, help="Folder for corpora, caches and runs (default: a temporary one)")
+    parser.add_argument("--second-runs", type=int, default=3, help="Runs on the cache the first run wrote (median)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scale.md"))
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="scale_"))
@@ -156,7 +159,8 @@ def main():
             shutil.rmtree(partial, ignore_errors=True)
             write_corpus(partial, size, pairs)
             partial.rename(corpus)
-        runs = [run_train(corpus, work, cache, work / f"train-{size}-{attempt}.log") for attempt in (1, 2)]
+        runs = [run_train(corpus, work, cache, work / f"train-{size}-{attempt}.log")
+                for attempt in range(1, 2 + args.second_runs)]  # fmt: skip
         floor = encode_floor(corpus, work / "run" / "tokenizer.json")
         rows.append({"size": size, "runs": runs, "floor": floor})
         print(json.dumps(rows[-1]), flush=True)
@@ -171,19 +175,28 @@ def table(rows: list[dict], arguments: str) -> list[str]:
         "cores)",
         "",
         "| pairs | run | to first step (s) | reading (s) | tokenizer (s) | tokenization + cleaning (s) | preprocessing "
-        "pairs/s | bare encode_batch pairs/s | peak memory PSS (GB) | of it anonymous (GB) | cache (GB) |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "pairs/s | bare encode_batch pairs/s | peak memory PSS (GB) | of it anonymous (GB) | cache (GB) | each run's peak (GB) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        for name, run in zip(("first", "second"), row["runs"]):
+        names = ("first", f"second (median of {len(row['runs']) - 1})")
+        for name, run in zip(names, first_and_second(row["runs"])):
             preprocessing = run["reading_seconds"] + run["tokenization_seconds"]
             lines.append(
                 f"| {row['size']:,} | {name} | {run['seconds_to_first_step']:.1f} | {run['reading_seconds']:.1f} | "
                 f"{run['tokenizer_seconds']:.1f} | {run['tokenization_seconds']:.1f} | "
                 f"{row['size'] / preprocessing:,.0f} | {row['floor']:,.0f} | {run['peak_gb']:.2f} | "
-                f"{run['peak_anonymous_gb']:.2f} | {run['cache_gb']:.2f} |"
+                f"{run['peak_anonymous_gb']:.2f} | {run['cache_gb']:.2f} | {run['each_peak_gb']} |"
             )
     return lines
+
+
+def first_and_second(runs: list[dict]) -> list[dict]:
+    """The first run, and the median of each figure over the second runs; each with its runs' peaks listed."""
+    figures = [key for key, value in runs[1].items() if isinstance(value, float | int)]
+    second = {key: statistics.median(run[key] for run in runs[1:]) for key in figures}
+    second["each_peak_gb"] = ", ".join(f"{run['peak_gb']:.2f}" for run in runs[1:])
+    return [{**runs[0], "each_peak_gb": f"{runs[0]['peak_gb']:.2f}"}, second]
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -194,12 +207,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
     sizes = [row["size"] for row in rows]
     figure, (memory, seconds) = plt.subplots(1, 2, figsize=(10, 4))
-    for index, name in enumerate(("first run", "second run")):
-        memory.plot(sizes, [row["runs"][index]["peak_gb"] for row in rows], marker="o", label=f"{name}, PSS")
-        memory.plot(sizes, [row["runs"][index]["peak_anonymous_gb"] for row in rows], marker="o", linestyle="--",
+    summaries = [first_and_second(row["runs"]) for row in rows]
+    for index, name in enumerate(("first run", "second run (median)")):
+        memory.plot(sizes, [runs[index]["peak_gb"] for runs in summaries], marker="o", label=f"{name}, PSS")
+        memory.plot(sizes, [runs[index]["peak_anonymous_gb"] for runs in summaries], marker="o", linestyle="--",
                     color=memory.lines[-1].get_color(), label=f"{name}, anonymous")  # fmt: skip
-        seconds.plot(sizes, [row["runs"][index]["seconds_to_first_step"] for row in rows], marker="o", label=name)
+        seconds.plot(sizes, [runs[index]["seconds_to_first_step"] for runs in summaries], marker="o", label=name)
     for axes, label in ((memory, "peak memory (GB)"), (seconds, "seconds to the first training step")):
+        axes.set_ylim(bottom=0)  # growth drawn to scale
         axes.set_xscale("log")
         axes.set_xlabel("training pairs")
         axes.set_ylabel(label)
