@@ -4,11 +4,12 @@ the on-disk cache, and the same for a second run on the same files (which reuses
 The corpora are French→English pairs we have (Multi30k's 29,000 and Tatoeba's 167,000), repeated and shuffled with
 a fixed seed up to the size, written as gzip files in the {split}.{lang}.gz layout to a temporary folder (Multi30k's
 validation and test splits beside them). Each run is the default recipe with `--max_steps 3`, in a fresh process
-with its own `datasets` cache; the second run is repeated (3 times by default) and its median reported, since
-one size's peak varies from run to run by the size of one buffer of the first training step; peak memory is the largest proportional set size (PSS) of train.py and its worker
-processes together, sampled every 50 ms (shared pages counted once), and of that the anonymous part (what is not
-a reclaimable page of a file, such as the memory-mapped Arrow tables). The floor: the trained tokenizer's bare `encode_batch` (Rust, all cores) on the
-first million of the same pairs, both sides, in the same run.
+with its own `datasets` cache; the second run is repeated (3 times by default) and its median reported, since one
+size's peak varies from run to run by the size of one buffer of the first training step. Peak memory is the largest
+proportional set size (PSS) of train.py and its worker processes together, sampled every 50 ms (shared pages counted
+once), and of that the anonymous part (what is not a reclaimable page of a file, such as the memory-mapped Arrow
+tables). The floor: the trained tokenizer's bare `encode_batch` (Rust, all cores) on the first million of the same
+pairs, both sides, in the same run.
 
     python benchmarks/scale.py                      # 0.1M, 1M, 3M, 10M; writes benchmarks/results/scale.md and .png
     python benchmarks/scale.py --sizes 100000 1000000 --second-runs 1 --out /tmp/scale.md
@@ -175,7 +176,8 @@ def table(rows: list[dict], arguments: str) -> list[str]:
         "cores)",
         "",
         "| pairs | run | to first step (s) | reading (s) | tokenizer (s) | tokenization + cleaning (s) | preprocessing "
-        "pairs/s | bare encode_batch pairs/s | peak memory PSS (GB) | of it anonymous (GB) | cache (GB) | each run's peak (GB) |",
+        "pairs/s | bare encode_batch pairs/s | peak memory PSS (GB) | of it anonymous (GB) | cache (GB) | each run's "
+        "peak (GB) |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:

@@ -142,13 +142,12 @@ def clean_training_pairs(train, max_source_length: int, max_target_length: int, 
     """Drop training pairs a translation model should not learn from: a side over its length limit (cutting it
     would leave a source and a target that no longer translate each other), or sides whose lengths differ by more
     than `max_length_ratio` times (0: no ratio limit). Returns the kept pairs and how many were dropped, and why."""
+    limits = (max_source_length, max_target_length)
     keep = dict(function=_keep, batched=True, input_columns=list(LENGTH_COLUMNS), batch_size=CACHE_RECORD_BATCH,
-                fn_kwargs=dict(limits=(max_source_length, max_target_length), max_ratio=max_length_ratio))  # fmt: skip
+                fn_kwargs=dict(limits=limits, max_ratio=max_length_ratio))  # fmt: skip
     if not isinstance(train, datasets.Dataset):  # a stream: filtered as it is read, not counted
         return train.filter(**keep), {}
-    sources, targets = pair_lengths(train)
-    too_long = (sources > max_source_length) | (targets > max_target_length)
-    uneven = ~too_long & ~_ratio_ok(sources, targets, max_length_ratio)
+    too_long, uneven = _drop_reasons(*pair_lengths(train), limits, max_length_ratio)
     dropped = {"train_dropped_too_long": int(too_long.sum()), "train_dropped_length_ratio": int(uneven.sum())}
     logger.info(
         "cleaning: dropped %d training pair(s) over the length limits (%d source / %d target tokens) and %d whose "
@@ -210,13 +209,17 @@ def _read_length_columns(files: list[str], rows: int) -> tuple[np.ndarray, np.nd
     return columns if filled == rows else None
 
 
-def _ratio_ok(sources: np.ndarray, targets: np.ndarray, max_ratio: float) -> np.ndarray:
+def _drop_reasons(sources, targets, limits: tuple[int, int], max_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """The cleaning's one rule, as masks of the pairs it drops: a side over its limit (max source, max target length);
+    else sides whose lengths differ more than `max_ratio` times (0: no ratio limit)."""
+    sources, targets = np.asarray(sources), np.asarray(targets)
+    too_long = (sources > limits[0]) | (targets > limits[1])
     if not max_ratio:
-        return np.ones(len(sources), dtype=bool)
-    return np.maximum(sources, targets) <= max_ratio * np.minimum(sources, targets)
+        return too_long, np.zeros_like(too_long)
+    return too_long, ~too_long & (np.maximum(sources, targets) > max_ratio * np.minimum(sources, targets))
 
 
 def _keep(sources, targets, limits, max_ratio) -> list[bool]:
-    sources, targets = np.asarray(sources), np.asarray(targets)
-    fits = (sources <= limits[0]) & (targets <= limits[1])
-    return (fits & _ratio_ok(sources, targets, max_ratio)).tolist()
+    """The pairs of a batch the cleaning keeps (the filter's function)."""
+    too_long, uneven = _drop_reasons(sources, targets, limits, max_ratio)
+    return (~(too_long | uneven)).tolist()
