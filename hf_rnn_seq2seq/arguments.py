@@ -24,7 +24,8 @@ from .data import DEFAULT_HUB_DATASET, MULTI30K_SPLIT_STEMS
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+# Package data (pyproject.toml), so that an installed wheel has it too.
+DEFAULT_MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card.md")
 
 
 # What `python train.py` trains where that differs from RNNSeq2SeqConfig's own defaults: the recipe's model,
