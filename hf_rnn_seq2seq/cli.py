@@ -13,7 +13,7 @@ from .translation import MAX_SOURCE_LENGTH, load_model
 
 
 @contextmanager
-def _user_errors(parser: argparse.ArgumentParser):
+def user_errors(parser: argparse.ArgumentParser):
     """A missing or malformed file or model, or a refused input, ends the script with its message (exit status 2)
     instead of a traceback. (A corpus `DataError` is a `ValueError`.)"""
     try:
@@ -71,7 +71,7 @@ def translate_main(argv=None) -> None:
     _generation_arguments(parser)
     parser.add_argument("--input", help="a text file, one sentence a line (default: stdin)")
     args = parser.parse_args(argv)
-    with _user_errors(parser):
+    with user_errors(parser):
         if args.input:
             with open(args.input, encoding="utf-8") as handle:
                 lines = handle.read().splitlines()
@@ -95,7 +95,7 @@ def evaluate_main(argv=None) -> None:
     from .text_files import normalize, read_parallel_lines
     from .metrics import load_metric
 
-    with _user_errors(parser):
+    with user_errors(parser):
         sources, references = read_parallel_lines(args.source, args.reference)
         references = [normalize(reference) for reference in references]  # as train.py scores its test split
         hypotheses = _translate_lines(args, sources)
@@ -119,7 +119,7 @@ def plot_attention_main(argv=None) -> None:
     args = parser.parse_args(argv)
     from .plotting import attention_matrix, plot_attention
 
-    with _user_errors(parser):
+    with user_errors(parser):
         model, tokenizer = load_model(args.model)
         source, target, weights = attention_matrix(model, tokenizer, args.sentence, args.max_new_tokens)
         plot_attention(source, target, weights, args.output)

@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app must run offline
 
+from ..cli import user_errors  # noqa: E402
 from .heatmap import CSS  # noqa: E402
 from .page import ModelShelf, build_demo  # noqa: E402
 
@@ -43,8 +44,6 @@ def main(argv=None) -> None:
     parser.add_argument("--host", help="0.0.0.0 to serve other machines (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="default: $GRADIO_SERVER_PORT or 7860")
     args = parser.parse_args(argv)
-    try:
+    with user_errors(parser):
         examples = read_examples(args.examples) if args.examples else None
         launch(args.models, examples, server_name=args.host, server_port=args.port)
-    except (ValueError, OSError) as error:
-        parser.error(str(error))

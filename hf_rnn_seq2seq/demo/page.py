@@ -9,6 +9,7 @@ import functools
 import logging
 import threading
 from collections import OrderedDict
+from typing import NamedTuple
 
 import gradio as gr
 import matplotlib.pyplot as plt
@@ -84,16 +85,44 @@ def _token_choices(translation, hypothesis: int) -> gr.Radio:
     return gr.Radio(choices=[(token, index) for index, token in enumerate(tokens)], value=None)
 
 
-def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Blocks:
-    def decoding(mode, num_beams, length_penalty, temperature, top_p, num_return_sequences, seed) -> Decoding:
-        return Decoding(mode, int(num_beams), float(length_penalty), float(temperature), float(top_p),
-                        int(num_return_sequences), int(seed or 0))  # fmt: skip
+INTRODUCTION = (
+    "# Where does the decoder look?\n"
+    "An RNN encoder reads the source into one state per token; the decoder writes the translation a token at "
+    "a time, and attention weighs the source states at each step. Translate a sentence, then read the "
+    "weights: a row per target token, a column per source token (hover a cell for its weight)."
+)
+
+
+class DecodingControls(NamedTuple):
+    """The decoding panel's inputs, in `Decoding`'s order (the handlers receive their values in this order)."""
+
+    mode: gr.Radio
+    num_beams: gr.Slider
+    length_penalty: gr.Slider
+    temperature: gr.Slider
+    top_p: gr.Slider
+    num_return_sequences: gr.Slider
+    seed: gr.Number
+
+
+def _decoding(mode, num_beams, length_penalty, temperature, top_p, num_return_sequences, seed) -> Decoding:
+    """The decoding panel's values (Gradio hands numbers as floats, and an empty seed as None) as a `Decoding`."""
+    return Decoding(mode, int(num_beams), float(length_penalty), float(temperature), float(top_p),
+                    int(num_return_sequences), int(seed or 0))  # fmt: skip
+
+
+class PageHandlers:
+    """What the page's events run. Each model request holds the shelf's lock: the models and torch's seed are
+    shared by all visitors."""
+
+    def __init__(self, shelf: ModelShelf):
+        self.shelf = shelf
 
     @_answers_errors(lambda: ("", gr.Radio(choices=[], value=None), gr.Radio(choices=[], value=None), "", None))
-    def translate(name, sentence, *settings):
-        with shelf.lock:
-            model, tokenizer = shelf.get(name)
-            translation = translate_with_attention(model, tokenizer, sentence, decoding(*settings))
+    def translate(self, name, sentence, *settings):
+        with self.shelf.lock:
+            model, tokenizer = self.shelf.get(name)
+            translation = translate_with_attention(model, tokenizer, sentence, _decoding(*settings))
         hypothesis_choices = [
             (f"{rank}. {hypothesis.text}", rank - 1) for rank, hypothesis in enumerate(translation.hypotheses, 1)
         ]
@@ -103,96 +132,119 @@ def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Block
             _attention_view(translation, 0, None), translation,
         )  # fmt: skip
 
+    @staticmethod
     def choose_hypothesis(translation, hypothesis):
         if translation is None or hypothesis is None:
             return gr.Radio(choices=[], value=None), ""
         return _token_choices(translation, hypothesis), _attention_view(translation, hypothesis, None)
 
+    @staticmethod
     def choose_token(translation, hypothesis, token):
         if translation is None or hypothesis is None:
             return ""
         return _attention_view(translation, hypothesis, token)
 
     @_answers_errors(lambda: (None,))
-    def sweep(name, sentence, length_penalty):
-        with shelf.lock:
-            model, tokenizer = shelf.get(name)
+    def sweep(self, name, sentence, length_penalty):
+        with self.shelf.lock:
+            model, tokenizer = self.shelf.get(name)
             points = beam_sweep(model, tokenizer, sentence, length_penalty=float(length_penalty))
         figure = beam_sweep_figure(points)
         plt.close(figure)  # Gradio renders it; pyplot need not keep it
         return f"Beam sizes 1–{MAX_BEAMS} with {name}.", figure
 
     @_answers_errors(lambda: ("", "", "", ""))
-    def side_by_side(left_name, right_name, sentence, *settings):
+    def side_by_side(self, left_name, right_name, sentence, *settings):
         views = []
-        with shelf.lock:
+        with self.shelf.lock:
             for name in (left_name, right_name):
-                model, tokenizer = shelf.get(name)
-                translation = translate_with_attention(model, tokenizer, sentence, decoding(*settings))
+                model, tokenizer = self.shelf.get(name)
+                translation = translate_with_attention(model, tokenizer, sentence, _decoding(*settings))
                 views += [translation.hypotheses[0].text, _attention_view(translation, 0, None)]
         return (f"{left_name} and {right_name} side by side.", *views)
 
+
+def _decoding_controls() -> DecodingControls:
+    """The decoding panel, set to `Decoding`'s defaults."""
+    default = Decoding()
+    with gr.Accordion("Decoding", open=True):
+        with gr.Row():
+            mode = gr.Radio(list(DECODING_MODES), value=default.mode, label="Search", elem_id="mode")
+            num_beams = gr.Slider(1, MAX_BEAMS, value=default.num_beams, step=1, label="Beam size",
+                                  elem_id="num-beams")  # fmt: skip
+            length_penalty = gr.Slider(0.0, 2.0, value=default.length_penalty, step=0.1,
+                                       label="Length penalty (beam search)")  # fmt: skip
+        with gr.Row():
+            temperature = gr.Slider(0.1, 2.0, value=default.temperature, step=0.1, label="Temperature (sampling)")
+            top_p = gr.Slider(0.05, 1.0, value=default.top_p, step=0.05, label="Top-p (sampling)")
+            num_return_sequences = gr.Slider(1, MAX_BEAMS, value=default.num_return_sequences, step=1,
+                                             label="Hypotheses", elem_id="hypotheses-count")  # fmt: skip
+            seed = gr.Number(default.seed, precision=0, label="Seed (sampling)")
+    return DecodingControls(mode, num_beams, length_penalty, temperature, top_p, num_return_sequences, seed)
+
+
+def _translation_panel(handlers: PageHandlers, model, sentence, settings: DecodingControls) -> gr.Markdown:
+    """The translate button, its hypotheses and the attention heatmap of the chosen hypothesis and token; returns
+    the status line, which every panel answers in."""
+    translate_button = gr.Button("Translate", variant="primary", elem_id="translate")
+    status = gr.Markdown(elem_id="status")
+    hypotheses = gr.HTML(elem_id="hypotheses")
+    hypothesis = gr.Radio([], type="value", label="Attention of hypothesis", elem_id="hypothesis")
+    target_token = gr.Radio([], label="Target token: select it to highlight the source tokens it attended to",
+                            elem_id="target-token")  # fmt: skip
+    heatmap = gr.HTML(elem_id="heatmap")
+    translation = gr.State()
+
+    translate_event = dict(
+        fn=handlers.translate, inputs=[model, sentence, *settings],
+        outputs=[status, hypotheses, hypothesis, target_token, heatmap, translation],
+    )  # fmt: skip
+    translate_button.click(**translate_event, api_name="translate")
+    sentence.submit(**translate_event)
+    hypothesis.input(handlers.choose_hypothesis, [translation, hypothesis], [target_token, heatmap])
+    target_token.input(handlers.choose_token, [translation, hypothesis, target_token], heatmap)
+    return status
+
+
+def _beam_sweep_panel(handlers: PageHandlers, model, sentence, length_penalty, status) -> None:
+    with gr.Accordion(f"Beam size 1–{MAX_BEAMS}: length and score of the best hypothesis", open=False):
+        sweep_button = gr.Button("Sweep the beam size", elem_id="sweep")
+        sweep_plot = gr.Plot(elem_id="sweep-plot")
+    sweep_button.click(handlers.sweep, [model, sentence, length_penalty], [status, sweep_plot], api_name="sweep")
+
+
+def _side_by_side_panel(handlers: PageHandlers, model, sentence, settings: DecodingControls, status) -> None:
+    names = handlers.shelf.names
+    with gr.Accordion("Side by side: the same sentence through a second model", open=False):
+        right_model = gr.Dropdown(names, value=names[-1], allow_custom_value=True, label="Second model",
+                                  elem_id="right-model")  # fmt: skip
+        compare_button = gr.Button("Translate with both", elem_id="compare")
+        with gr.Row():
+            with gr.Column():
+                left_text = gr.Textbox(label="First model", interactive=False, elem_id="left-translation")
+                left_heatmap = gr.HTML(elem_id="left-heatmap")
+            with gr.Column():
+                right_text = gr.Textbox(label="Second model", interactive=False, elem_id="right-translation")
+                right_heatmap = gr.HTML(elem_id="right-heatmap")
+    compare_button.click(
+        handlers.side_by_side, [model, right_model, sentence, *settings],
+        [status, left_text, left_heatmap, right_text, right_heatmap], api_name="side_by_side",
+    )  # fmt: skip
+
+
+def build_demo(shelf: ModelShelf, examples: list[str] | None = None) -> gr.Blocks:
+    """The page: the model and sentence, the decoding panel, then the translation, beam sweep and side-by-side
+    panels, all answering in one status line."""
+    handlers = PageHandlers(shelf)
     with gr.Blocks(title="RNN encoder–decoder attention") as demo:
-        gr.Markdown(
-            "# Where does the decoder look?\n"
-            "An RNN encoder reads the source into one state per token; the decoder writes the translation a token at "
-            "a time, and attention weighs the source states at each step. Translate a sentence, then read the "
-            "weights: a row per target token, a column per source token (hover a cell for its weight)."
-        )
+        gr.Markdown(INTRODUCTION)
         model = gr.Dropdown(shelf.names, value=shelf.names[0], allow_custom_value=True, label="Model",
                             info="a folder written by train.py or a Hub id", elem_id="model")  # fmt: skip
         sentence = gr.Textbox(label="Source sentence", lines=2, elem_id="sentence")
         if examples:
             gr.Examples([[example] for example in examples], inputs=sentence, label="Example sentences")
-        default = Decoding()
-        with gr.Accordion("Decoding", open=True):
-            with gr.Row():
-                mode = gr.Radio(list(DECODING_MODES), value=default.mode, label="Search", elem_id="mode")
-                num_beams = gr.Slider(1, MAX_BEAMS, value=default.num_beams, step=1, label="Beam size",
-                                      elem_id="num-beams")  # fmt: skip
-                length_penalty = gr.Slider(0.0, 2.0, value=default.length_penalty, step=0.1,
-                                           label="Length penalty (beam search)")  # fmt: skip
-            with gr.Row():
-                temperature = gr.Slider(0.1, 2.0, value=default.temperature, step=0.1, label="Temperature (sampling)")
-                top_p = gr.Slider(0.05, 1.0, value=default.top_p, step=0.05, label="Top-p (sampling)")
-                num_return_sequences = gr.Slider(1, MAX_BEAMS, value=default.num_return_sequences, step=1,
-                                                 label="Hypotheses", elem_id="hypotheses-count")  # fmt: skip
-                seed = gr.Number(default.seed, precision=0, label="Seed (sampling)")
-        settings = [mode, num_beams, length_penalty, temperature, top_p, num_return_sequences, seed]
-        translate_button = gr.Button("Translate", variant="primary", elem_id="translate")
-        status = gr.Markdown(elem_id="status")
-        hypotheses = gr.HTML(elem_id="hypotheses")
-        hypothesis = gr.Radio([], type="value", label="Attention of hypothesis", elem_id="hypothesis")
-        target_token = gr.Radio([], label="Target token: select it to highlight the source tokens it attended to",
-                                elem_id="target-token")  # fmt: skip
-        heatmap = gr.HTML(elem_id="heatmap")
-        translation = gr.State()
-        with gr.Accordion(f"Beam size 1–{MAX_BEAMS}: length and score of the best hypothesis", open=False):
-            sweep_button = gr.Button("Sweep the beam size", elem_id="sweep")
-            sweep_plot = gr.Plot(elem_id="sweep-plot")
-        with gr.Accordion("Side by side: the same sentence through a second model", open=False):
-            right_model = gr.Dropdown(shelf.names, value=shelf.names[-1], allow_custom_value=True,
-                                      label="Second model", elem_id="right-model")  # fmt: skip
-            compare_button = gr.Button("Translate with both", elem_id="compare")
-            with gr.Row():
-                with gr.Column():
-                    left_text = gr.Textbox(label="First model", interactive=False, elem_id="left-translation")
-                    left_heatmap = gr.HTML(elem_id="left-heatmap")
-                with gr.Column():
-                    right_text = gr.Textbox(label="Second model", interactive=False, elem_id="right-translation")
-                    right_heatmap = gr.HTML(elem_id="right-heatmap")
-
-        translate_event = dict(
-            fn=translate, inputs=[model, sentence, *settings],
-            outputs=[status, hypotheses, hypothesis, target_token, heatmap, translation],
-        )  # fmt: skip
-        translate_button.click(**translate_event, api_name="translate")
-        sentence.submit(**translate_event)
-        hypothesis.input(choose_hypothesis, [translation, hypothesis], [target_token, heatmap])
-        target_token.input(choose_token, [translation, hypothesis, target_token], heatmap)
-        sweep_button.click(sweep, [model, sentence, length_penalty], [status, sweep_plot], api_name="sweep")
-        compare_button.click(
-            side_by_side, [model, right_model, sentence, *settings],
-            [status, left_text, left_heatmap, right_text, right_heatmap], api_name="side_by_side",
-        )  # fmt: skip
+        settings = _decoding_controls()
+        status = _translation_panel(handlers, model, sentence, settings)
+        _beam_sweep_panel(handlers, model, sentence, settings.length_penalty, status)
+        _side_by_side_panel(handlers, model, sentence, settings, status)
     return demo

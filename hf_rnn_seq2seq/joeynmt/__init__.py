@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..cli import _user_errors
+from ..cli import user_errors
 from .settings import JoeyNMTImportError, read_settings
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,6 @@ def main(argv=None) -> None:
     parser.add_argument("output_dir", help="where to write the model folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with _user_errors(parser):  # JoeyNMTImportError is a ValueError
+    with user_errors(parser):  # JoeyNMTImportError is a ValueError
         folder = import_joeynmt(args.config, args.checkpoint, args.output_dir)
     print(f"wrote {folder}", file=sys.stderr)
