@@ -73,7 +73,8 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
 
 
 def _check_right_padded(mask: torch.Tensor, name: str) -> None:
-    # Packed sequences and the causal decoder read a row as its first `mask.sum()` positions.
+    # The encoder (which reverses a row within its length) and the causal decoder read a row as its first
+    # `mask.sum()` positions.
     if mask.dim() != 2:
         raise ValueError(f"{name} must have shape (batch, length), got {tuple(mask.shape)}")
     if (mask[:, 1:] > mask[:, :-1]).any():

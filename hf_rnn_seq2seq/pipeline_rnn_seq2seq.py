@@ -2,7 +2,7 @@
 
 transformers 5 removed its seq2seq text tasks ("translation", "text2text-generation", "summarization": `pipeline()`
 raises a KeyError naming them as removed). The one text-generation task left, "text-generation", is for causal
-language models and cannot serve an encoder–decoder: it switches the tokenizer to left padding (which a packed
+language models and cannot serve an encoder–decoder: it switches the tokenizer to left padding (which the
 recurrent encoder refuses) and cuts the prompt's length off the front of every output, which for an
 encoder–decoder is the translation itself, not prompt plus continuation.
 

@@ -12,7 +12,7 @@ Design choices:
 * EOS is appended by a `TemplateProcessing` post-processor, for sources and for labels
   (``text_target=``); the decoder starts from BOS, which the model prepends when it shifts labels.
 * Special tokens at fixed ids: ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3, the model's
-  defaults. Right padding, as the encoder packs sequences by length.
+  defaults. Right padding, as the encoder reads a row as its first `attention_mask.sum()` tokens.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def test_text_generation_pipeline_cannot_serve_an_encoder_decoder(model_and_toke
     model, tokenizer = model_and_tokenizer
     tokenizer = copy.deepcopy(tokenizer)
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
-    assert tokenizer.padding_side == "left"  # it switches to left padding, which the packed encoder refuses
+    assert tokenizer.padding_side == "left"  # it switches to left padding, which the encoder refuses
     with pytest.raises(ValueError, match="right-padded"):
         generator(sentences[:2], batch_size=2)
     # Unbatched it runs, but it cuts the source's length (in tokens from transformers 5.23 on, before in characters of

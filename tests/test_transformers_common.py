@@ -126,7 +126,7 @@ class RNNSeq2SeqModelTester:
         config = self.get_config()
         input_ids = ids_tensor([self.batch_size, self.seq_length], self.vocab_size - 3) + 3
         attention_mask = torch.ones_like(input_ids)
-        attention_mask[0, -2:] = 0  # one padded row, right-padded as packing requires
+        attention_mask[0, -2:] = 0  # one padded row, right-padded as the encoder requires
         decoder_input_ids = ids_tensor([self.batch_size, self.seq_length], self.vocab_size - 3) + 3
         inputs = {
             "input_ids": input_ids,
