@@ -1,13 +1,15 @@
 """The README's usage sections, run as written: a snippet that stops working fails here.
 
 The Python blocks run in order as one script (each section continues with the `model` and `tokenizer` loaded in the
-first), in a folder that holds what they name: `runs/multi30k-de-en` (the session's tiny run on real Multi30k lines, in
-conftest.py) and `new.de` / `new.en` (Multi30k pairs it never saw). Hub pushes go to the local Hub stand-in.
-The multi-process launch lines run as printed, with a tiny model's flags appended.
+quickstart), in a folder that holds what they name: `runs/multi30k-de-en` (the session's tiny run on real Multi30k
+lines, in conftest.py) and `new.de` / `new.en` (Multi30k pairs it never saw). Hub pushes go to the local Hub stand-in.
+The multi-process launch lines run as printed, with a tiny model's flags appended. The links of the README, of docs/
+and of the results index lead to files that exist.
 """
 
 import ast
 import gzip
+import os
 import re
 import shlex
 import shutil
@@ -27,6 +29,8 @@ from helpers import TINY, TOKEN, hub_env, read_json, run
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 NEW_PAIRS = 64
+# The documents a user reads from the README on: their relative links must lead somewhere.
+DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "benchmarks/results/README.md"]
 
 
 def python_blocks() -> list[str]:
@@ -68,10 +72,35 @@ def snippets_ran(workdir):
 
 def test_the_readme_has_the_usage_sections():
     blocks = python_blocks()
-    assert any("AutoModelForSeq2SeqLM.from_pretrained" in b for b in blocks)
+    assert "AutoModelForSeq2SeqLM.from_pretrained" in blocks[0] and "plot_attention(" in blocks[0]  # the quickstart
     assert any("Seq2SeqTrainer(" in b for b in blocks)
     assert any(".push_to_hub(" in b for b in blocks)
     assert any('pipeline("seq2seq-translation"' in b for b in blocks)
+
+
+def test_the_readme_is_a_users_readme():
+    """About 150-200 lines: the details live in docs/ and benchmarks/results/."""
+    assert len(README.splitlines()) <= 220
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(REPO_ROOT)))
+def test_relative_links_lead_to_files_that_exist(document):
+    targets = re.findall(r"\]\(([^)\s]+)\)", document.read_text(encoding="utf-8"))  # [text](target), ![alt](target)
+    relative = [target for target in targets if not re.match(r"[a-z]+:", target)]
+    if document == REPO_ROOT / "README.md":
+        assert any(target.startswith("docs/") for target in relative)
+    for target in relative:
+        path, _, anchor = target.partition("#")
+        linked = (document.parent / path).resolve() if path else document
+        assert linked.exists(), f"{document.name} links to a missing file: {target}"
+        if anchor:
+            assert anchor in heading_anchors(linked.read_text(encoding="utf-8")), f"{document.name}: no heading {target}"
 
 
 def beam_translations(workdir: Path, sentences: list[str]) -> list[str]:
@@ -87,6 +116,10 @@ def test_loading_with_the_auto_classes_translates(snippets_ran, workdir):
     _, result = snippets_ran
     translations = ast.literal_eval(result.stdout.splitlines()[0])  # the snippet prints the two translations
     assert translations == beam_translations(workdir, ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."])
+
+
+def test_the_quickstart_plots_the_attention(snippets_ran, workdir):
+    assert (workdir / "attention.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_the_pipeline_snippet_translates_like_generate(snippets_ran, workdir):
@@ -141,10 +174,15 @@ def test_the_multi_process_launch_lines_train_with_two_processes(launcher, multi
     out, alone = tmp_path / "ddp", tmp_path / "one-process"
     # One launcher batches by sentences, the other by tokens.
     batching = ["--max_tokens_per_batch", "600"] if launcher.startswith("accelerate") else []
+    # A free port, picked by the launcher when it binds it (no race with other jobs on the machine): torchrun's
+    # --standalone rendezvous on localhost:0. accelerate launch would take the default port 29500, which a concurrent
+    # run may hold; PET_STANDALONE=1 turns on the same --standalone in the torchrun it calls (accelerate passes no value
+    # for it, so torchrun's parser reads it from its PET_ environment variable).
+    env = dict(os.environ, PET_STANDALONE="1") if launcher.startswith("accelerate") else None
     run(
         [*command, "--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--do_train", "--do_predict",
          "--eval_strategy", "no", "--save_strategy", "no", "--num_train_epochs", "1", *batching],
-        env=None,
+        env=env,
         cwd=tmp_path,
     )  # fmt: skip
     # Two processes shared each gradient step (DDP), instead of each training its own copy.
