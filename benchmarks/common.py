@@ -6,14 +6,17 @@ this module as `common`.
 
 from pathlib import Path
 
-from hf_rnn_seq2seq.data import DEFAULT_DATA_DIR
+from hf_rnn_seq2seq.data import default_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def add_corpus_argument(parser) -> None:
     """`--data_dir`: a folder of {split}.{lang}[.gz] files (Multi30k layout), by default train.py's."""
-    parser.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR), help="Multi30k-layout corpus folder")
+    default = default_data_dir()  # None outside a checkout without $HF_RNN_SEQ2SEQ_DATA: then it must be given
+    parser.add_argument(
+        "--data_dir", default=default and str(default), required=default is None, help="Multi30k-layout corpus folder"
+    )
 
 
 def emit(lines: list[str], out: str | Path | None) -> str:

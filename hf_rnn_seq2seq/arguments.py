@@ -20,7 +20,7 @@ import torch
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
 from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNN_TYPES, RNNSeq2SeqConfig
-from .data import DEFAULT_HUB_DATASET, MULTI30K_SPLIT_STEMS
+from .data import DATA_ENV_VARIABLE, DEFAULT_HUB_DATASET, MULTI30K_SPLIT_STEMS
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +131,9 @@ class DataTrainingArguments:
     data_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Directory of {split}.{lang}[.gz] files (Multi30k layout). Default: ../shared/data/multi30k "
-            f"next to the repository, else the Hub dataset {DEFAULT_HUB_DATASET}."
+            "help": "Directory of {split}.{lang}[.gz] files (Multi30k layout). Default, when no corpus is named: "
+            f"${DATA_ENV_VARIABLE}/multi30k, or in a source checkout ../shared/data/multi30k next to it, else the Hub "
+            f"dataset {DEFAULT_HUB_DATASET}."
         },
     )
     train_split_stem: str = field(default=MULTI30K_SPLIT_STEMS["train"], metadata={"help": "File stem of train."})

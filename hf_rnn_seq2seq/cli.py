@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import contextmanager
 
@@ -58,10 +59,16 @@ def _translate_lines(args, lines: list[str]) -> list[str]:
 
 
 def train_main(argv=None) -> None:
-    """`train.py` as a console script (its results dict must not become the exit status)."""
+    """`train.py` as a console script (its results dict must not become the exit status). A corpus that is missing or
+    cannot be read (`DataError`, whose message names the file or the flags to pass) ends it with that message instead
+    of a traceback."""
+    from .data import DataError
     from .training import main
 
-    main(argv)
+    try:
+        main(argv)
+    except DataError as error:
+        raise SystemExit(f"{os.path.basename(sys.argv[0])}: error: {error}") from None
 
 
 def translate_main(argv=None) -> None:

@@ -9,6 +9,87 @@ from transformers import PretrainedConfig
 
 ATTENTION_TYPES = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
 RNN_TYPES = ("gru", "lstm")
+VOCAB_SIZE = 8000  # the default joint BPE vocabulary, the training recipe's (train.py --vocab_size)
+
+_SIZE_FIELDS = (
+    "vocab_size", "embedding_dim", "attentional_size", "hidden_size", "encoder_hidden_size", "num_encoder_layers",
+    "num_decoder_layers", "attention_hidden_size",
+)  # fmt: skip
+_SWITCH_FIELDS = (
+    "bidirectional_encoder", "input_feeding", "attention_query_bias", "shared_bridge", "tie_word_embeddings",
+    "use_cache",
+)  # fmt: skip
+_TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # Python's bool is an int; a config's is not
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _field_rules(fields, allowed, must_be: str) -> list[tuple]:
+    """A rule per field: `allowed(value, config)` must hold, or "FIELD must be MUST_BE, got VALUE" (`must_be` is
+    formatted with `config`)."""
+    return [
+        (
+            lambda config, field=field: not allowed(getattr(config, field), config),
+            lambda config, field=field: (
+                f"{field} must be {must_be.format(config=config)}, got {getattr(config, field)!r}"
+            ),
+        )
+        for field in fields
+    ]
+
+
+# (broken(config), message(config)) in the order checked; the first broken rule is the error. Each field's own values
+# come before the rules that compare fields, so that those compare valid values.
+_RULES = (
+    *_field_rules(_SIZE_FIELDS, lambda value, config: _is_integer(value) and value > 0, "a positive integer"),
+    *_field_rules(_SWITCH_FIELDS, lambda value, config: isinstance(value, bool), "true or false"),
+    *_field_rules(["rnn_type"], lambda value, config: value in RNN_TYPES, f"one of {RNN_TYPES}"),
+    *_field_rules(["attention_type"], lambda value, config: value in ATTENTION_TYPES, f"one of {ATTENTION_TYPES}"),
+    *_field_rules(
+        ["dropout", "label_smoothing"],
+        lambda value, config: _is_number(value) and 0.0 <= value < 1.0,
+        "a number in [0, 1)",
+    ),
+    *_field_rules(["initializer_range"], lambda value, config: _is_number(value) and value > 0, "a positive number"),
+    (
+        lambda config: config.source_vocab_size is not None
+        and not (_is_integer(config.source_vocab_size) and config.source_vocab_size >= config.vocab_size),
+        lambda config: "source_vocab_size must be null or an integer of at least vocab_size "
+        f"({config.vocab_size}): the tokenizer's ids cover both vocabularies; got {config.source_vocab_size!r}",
+    ),
+    (
+        lambda config: config.tie_word_embeddings and config.attentional_size != config.embedding_dim,
+        lambda config: f"tie_word_embeddings needs attentional_size ({config.attentional_size}) equal to "
+        f"embedding_dim ({config.embedding_dim}): the output layer would be the embedding table",
+    ),
+    (
+        lambda config: config.tie_word_embeddings and config.source_vocab_size is not None,
+        lambda config: "tie_word_embeddings with a separate source vocabulary (source_vocab_size) is not supported: "
+        "set tie_word_embeddings=false (an output layer equal to the target table can be saved as its own tensor)",
+    ),
+    (
+        lambda config: config.attention_type == "luong_dot" and config.encoder_output_size != config.hidden_size,
+        lambda config: "attention_type='luong_dot' scores decoder states against encoder states directly, so "
+        f"encoder_hidden_size * directions ({config.encoder_output_size}) must equal hidden_size "
+        f"({config.hidden_size}); use luong_general or set encoder_hidden_size={config.hidden_size // 2} with a "
+        "bidirectional encoder",
+    ),
+    *_field_rules(
+        _TOKEN_ID_FIELDS,
+        lambda value, config: _is_integer(value) and 0 <= value < config.vocab_size,
+        "an integer in [0, vocab_size={config.vocab_size})",
+    ),
+    (
+        lambda config: not config.is_encoder_decoder,
+        lambda config: "is_encoder_decoder must be true: this is an encoder–decoder model",
+    ),
+)
 
 
 class RNNSeq2SeqConfig(PretrainedConfig):
@@ -54,7 +135,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
 
     def __init__(
         self,
-        vocab_size: int = 8000,
+        vocab_size: int = VOCAB_SIZE,
         source_vocab_size: int | None = None,
         embedding_dim: int = 256,
         attentional_size: int | None = None,
@@ -124,78 +205,9 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         base_validate = getattr(super(), "validate", None)  # transformers >= 5.5
         if base_validate is not None:
             base_validate()
-        for field in (
-            "vocab_size",
-            "embedding_dim",
-            "attentional_size",
-            "hidden_size",
-            "encoder_hidden_size",
-            "num_encoder_layers",
-            "num_decoder_layers",
-            "attention_hidden_size",
-        ):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"RNNSeq2SeqConfig.{field} must be a positive integer, got {value!r}")
-        for field in (
-            "bidirectional_encoder",
-            "input_feeding",
-            "attention_query_bias",
-            "shared_bridge",
-            "tie_word_embeddings",
-            "use_cache",
-        ):
-            if not isinstance(getattr(self, field), bool):
-                raise ValueError(f"RNNSeq2SeqConfig.{field} must be true or false, got {getattr(self, field)!r}")
-        if self.rnn_type not in RNN_TYPES:
-            raise ValueError(f"RNNSeq2SeqConfig.rnn_type must be one of {RNN_TYPES}, got {self.rnn_type!r}")
-        if self.attention_type not in ATTENTION_TYPES:
-            raise ValueError(
-                f"RNNSeq2SeqConfig.attention_type must be one of {ATTENTION_TYPES}, got {self.attention_type!r}"
-            )
-        for field in ("dropout", "label_smoothing"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"RNNSeq2SeqConfig.{field} must be a number in [0, 1), got {value!r}")
-        if isinstance(self.initializer_range, bool) or not isinstance(self.initializer_range, (int, float)) or (
-            self.initializer_range <= 0
-        ):
-            raise ValueError(f"RNNSeq2SeqConfig.initializer_range must be a positive number, got {self.initializer_range!r}")
-        if self.source_vocab_size is not None and (
-            isinstance(self.source_vocab_size, bool)
-            or not isinstance(self.source_vocab_size, int)
-            or self.source_vocab_size < self.vocab_size
-        ):
-            raise ValueError(
-                "RNNSeq2SeqConfig.source_vocab_size must be null or an integer of at least vocab_size "
-                f"({self.vocab_size}): the tokenizer's ids cover both vocabularies; got {self.source_vocab_size!r}"
-            )
-        if self.tie_word_embeddings and self.attentional_size != self.embedding_dim:
-            raise ValueError(
-                f"RNNSeq2SeqConfig.tie_word_embeddings needs attentional_size ({self.attentional_size}) equal to "
-                f"embedding_dim ({self.embedding_dim}): the output layer would be the embedding table"
-            )
-        if self.tie_word_embeddings and self.source_vocab_size is not None:
-            raise ValueError(
-                "RNNSeq2SeqConfig.tie_word_embeddings with a separate source vocabulary (source_vocab_size) is not "
-                "supported: set tie_word_embeddings=false (an output layer equal to the target table can be saved "
-                "as its own tensor)"
-            )
-        if self.attention_type == "luong_dot" and self.encoder_output_size != self.hidden_size:
-            raise ValueError(
-                "RNNSeq2SeqConfig.attention_type='luong_dot' scores decoder states against encoder states directly, "
-                f"so encoder_hidden_size * directions ({self.encoder_output_size}) must equal hidden_size "
-                f"({self.hidden_size}); use luong_general or set encoder_hidden_size={self.hidden_size // 2} "
-                "with a bidirectional encoder"
-            )
-        for field in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size:
-                raise ValueError(
-                    f"RNNSeq2SeqConfig.{field} must be an integer in [0, vocab_size={self.vocab_size}), got {value!r}"
-                )
-        if not self.is_encoder_decoder:
-            raise ValueError("RNNSeq2SeqConfig.is_encoder_decoder must be true: this is an encoder–decoder model")
+        for broken, message in _RULES:
+            if broken(self):
+                raise ValueError(f"RNNSeq2SeqConfig.{message(self)}")
 
 
 __all__ = ["RNNSeq2SeqConfig"]

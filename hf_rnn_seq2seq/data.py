@@ -47,9 +47,13 @@ SPLITS = ("train", "validation", "test")
 WRITE_BATCH = 10_000  # pairs normalised and written to the Arrow file at a time
 PAIRS_FORMAT = 1  # of the cached pair files: change it when `_write_pairs` writes something else
 
-# The read-only data next to the repository on the development machines (../shared/data/multi30k).
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
-# The same Multi30k splits on the Hub (columns "en", "de"), used when DEFAULT_DATA_DIR is absent.
+# Where Multi30k is looked for when no corpus is named (`local_multi30k_candidates`): $HF_RNN_SEQ2SEQ_DATA/multi30k,
+# then, in a source checkout (train.py beside the package; None when the package is installed), the read-only data
+# next to it on the development machines, ../shared/data/multi30k.
+DATA_ENV_VARIABLE = "HF_RNN_SEQ2SEQ_DATA"
+_PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+SOURCE_CHECKOUT = _PACKAGE_PARENT if (_PACKAGE_PARENT / "train.py").is_file() else None
+# The same Multi30k splits on the Hub (columns "en", "de"), used when there is no local copy.
 DEFAULT_HUB_DATASET = "bentrevett/multi30k"
 
 # Multi30k names its splits train / val / test_2016_flickr; other corpora can override the stems.
@@ -316,6 +320,41 @@ def load_hub_dataset(
     return result
 
 
+def local_multi30k_candidates() -> list[Path]:
+    """The folders where a local Multi30k is looked for when no corpus is named, in order (see DATA_ENV_VARIABLE)."""
+    candidates = []
+    if os.environ.get(DATA_ENV_VARIABLE):
+        candidates.append(Path(os.environ[DATA_ENV_VARIABLE]) / "multi30k")
+    if SOURCE_CHECKOUT is not None:
+        candidates.append(SOURCE_CHECKOUT.parent / "shared" / "data" / "multi30k")
+    return candidates
+
+
+def default_data_dir() -> Path | None:
+    """The first local Multi30k folder of `local_multi30k_candidates` that exists; None when there is none."""
+    return next((folder for folder in local_multi30k_candidates() if folder.is_dir()), None)
+
+
+def _hub_multi30k(src: str, tgt: str, cache_dir: str | None) -> dict:
+    """Multi30k from the Hub (or the Hub cache), where no corpus is named and there is no local copy. Where it cannot
+    be loaded (offline, say), the error says what to pass instead."""
+    looked = ", ".join(map(str, local_multi30k_candidates())) or (
+        f"no folder: ${DATA_ENV_VARIABLE} is not set and the package is not in a source checkout"
+    )
+    logger.info("no local Multi30k (looked in: %s): loading Multi30k from the Hub (%s)", looked, DEFAULT_HUB_DATASET)
+    try:
+        return load_hub_dataset(DEFAULT_HUB_DATASET, src, tgt, cache_dir=cache_dir)
+    except Exception as e:  # offline, no network, Hub down: all end the same way for the user
+        files = ", ".join(f"{stem}.{lang}.gz" for lang in (src, tgt) for stem in MULTI30K_SPLIT_STEMS.values())
+        raise DataError(
+            "no corpus given: pass --data_dir (a folder of {split}.{lang} files, plain or .gz, in the Multi30k "
+            f"layout: {files}), --dataset_name (a Hub dataset) or --train_file (a TSV or JSON-lines file, alone "
+            f"or with --validation_file and --test_file). Without them Multi30k is read from "
+            f"${DATA_ENV_VARIABLE}/multi30k or, in a source checkout, ../shared/data/multi30k beside it (looked in: "
+            f"{looked}), else from the Hub dataset {DEFAULT_HUB_DATASET}, which could not be loaded: {e}"
+        ) from e
+
+
 def load_data(data_args: DataTrainingArguments, splits: list[str], cache_dir: str | None) -> dict:
     """The requested splits of the corpus the arguments name (see DataTrainingArguments): {split: dataset}, the
     training split a stream with --streaming."""
@@ -347,25 +386,15 @@ def load_data(data_args: DataTrainingArguments, splits: list[str], cache_dir: st
             cache_dir=cache_dir,
         )
         where = ", ".join(str(p) for p in files.values())
-    elif data_args.data_dir is None and not DEFAULT_DATA_DIR.is_dir():
-        logger.info("%s not found: loading Multi30k from the Hub (%s)", DEFAULT_DATA_DIR, DEFAULT_HUB_DATASET)
-        try:
-            raw = load_hub_dataset(DEFAULT_HUB_DATASET, src, tgt, cache_dir=cache_dir)
-        except Exception as e:  # offline, no network, Hub down: all end the same way for the user
-            raise DataError(
-                f"no local Multi30k at {DEFAULT_DATA_DIR} and the Hub dataset {DEFAULT_HUB_DATASET} could not be "
-                f"loaded ({e}). Point --data_dir at a local copy of Multi30k (files train.{src}.gz, val.{src}.gz, "
-                f"test_2016_flickr.{src}.gz and the same for {tgt}; plain or .gz), or go online."
-            ) from e
-        where = DEFAULT_HUB_DATASET
-    else:
-        data_dir = data_args.data_dir or DEFAULT_DATA_DIR
+    elif data_dir := data_args.data_dir or default_data_dir():
         stems = {
             "train": data_args.train_split_stem,
             "validation": data_args.validation_split_stem,
             "test": data_args.test_split_stem,
         }
         return load_parallel_dir(data_dir, src, tgt, split_stems=stems, splits=splits, cache_dir=cache_dir)
+    else:
+        raw, where = _hub_multi30k(src, tgt, cache_dir), DEFAULT_HUB_DATASET
     missing = [split for split in splits if split not in raw]
     if missing:
         raise DataError(f"{where}: missing split(s) {', '.join(missing)} (available: {', '.join(raw)})")

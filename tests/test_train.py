@@ -143,6 +143,7 @@ def test_fine_tuning_a_checkpoint_starts_from_its_weights_and_refuses_another_vo
         torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-8, msg=name)
     assert read_json(tuned / "tokenizer.json") == read_json(base / "tokenizer.json")
     assert read_json(tuned / "train_results.json")["train_samples"] == 200
+    assert f"fine-tuned from `{base}`" in " ".join((tuned / "README.md").read_text(encoding="utf-8").split())
 
     other = tmp_path / "other-tokenizer"
     train(["--data_dir", str(data_dir), "--output_dir", str(other), *TINY, *steps, "--max_steps", "1",
@@ -191,10 +192,10 @@ def test_resume_last_without_a_checkpoint_says_so(tmp_path):
 # --------------------------------------------------------------------------- arguments (in-process, no training)
 
 
-def test_no_arguments_means_the_default_multi30k_job():
+def test_no_arguments_means_the_default_multi30k_job(multi30k_dir):
     model_args, data_args, args = arguments.parse_args([])
     assert (data_args.source_lang, data_args.target_lang) == ("de", "en")
-    assert data_args.data_dir is None and data.DEFAULT_DATA_DIR.is_dir()
+    assert data_args.data_dir is None and data.default_data_dir().resolve() == multi30k_dir.resolve()
     assert args.output_dir == os.path.join("runs", "multi30k-de-en")
     assert args.do_train and args.do_eval and args.do_predict and args.predict_with_generate
     assert args.label_smoothing_factor == 0  # the model's own label smoothing is the one setting
@@ -279,8 +280,32 @@ def test_arguments_from_one_yaml_file(tmp_path):
 
 
 def test_default_data_falls_back_to_the_hub_and_explains_offline(monkeypatch, tmp_path, caplog):
-    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "no-multi30k-here")
+    """Installed (no source checkout), without $HF_RNN_SEQ2SEQ_DATA and offline: the error says what to pass."""
+    monkeypatch.setattr(data, "SOURCE_CHECKOUT", None)
+    monkeypatch.delenv(data.DATA_ENV_VARIABLE, raising=False)
+    assert data.default_data_dir() is None
     with caplog.at_level("INFO", logger="hf_rnn_seq2seq"), pytest.raises(DataError, match="--data_dir") as error:
         data.load_data(arguments.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
-    assert "bentrevett/multi30k" in str(error.value)
+    message = str(error.value)
+    assert "no corpus given" in message and "--dataset_name" in message and "--train_file" in message
+    assert "train.de.gz" in message and "bentrevett/multi30k" in message and "$HF_RNN_SEQ2SEQ_DATA" in message
     assert "loading Multi30k from the Hub (bentrevett/multi30k)" in caplog.text
+
+
+def test_default_data_is_hf_rnn_seq2seq_data_then_the_checkouts(multi30k_slice, monkeypatch, tmp_path):
+    """$HF_RNN_SEQ2SEQ_DATA/multi30k first, then ../shared/data/multi30k beside a source checkout; what is found is
+    what the default job reads."""
+    checkout = tmp_path / "checkout"
+    beside = tmp_path / "shared" / "data" / "multi30k"
+    shutil.copytree(multi30k_slice(train=30, validation=4, test=4), beside)
+    monkeypatch.setattr(data, "SOURCE_CHECKOUT", checkout)
+    monkeypatch.delenv(data.DATA_ENV_VARIABLE, raising=False)
+    assert data.default_data_dir() == beside
+    chosen = tmp_path / "elsewhere"
+    monkeypatch.setenv(data.DATA_ENV_VARIABLE, str(chosen))
+    assert data.default_data_dir() == beside  # named, but holds no multi30k/: the next place
+    shutil.copytree(multi30k_slice(train=20, validation=4, test=4), chosen / "multi30k")
+    assert data.local_multi30k_candidates() == [chosen / "multi30k", beside]
+    assert data.default_data_dir() == chosen / "multi30k"
+    read = data.load_data(arguments.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
+    assert len(read["train"]) == 20
