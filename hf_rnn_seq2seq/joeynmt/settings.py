@@ -109,6 +109,29 @@ def read_settings(config_path: Path) -> JoeyNMTSettings:
         raise JoeyNMTImportError(f"JoeyNMT configuration {config_path} not found")
     config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     model, data, testing = config.get("model") or {}, config.get("data") or {}, config.get("testing") or {}
+    model_settings = _model_settings(model)
+    specials = _special_tokens(data)
+    sides = {side: data.get(side) or {} for side in ("src", "trg")}
+    segmentation = _shared_segmentation(sides, config_path)
+    generation, notes = _generation(testing, specials, data)
+    return JoeyNMTSettings(
+        source_lang=sides["src"].get("lang", "src"),
+        target_lang=sides["trg"].get("lang", "trg"),
+        model=model_settings,
+        tied_embeddings=bool(model.get("tied_embeddings", False)),
+        tied_softmax=bool(model.get("tied_softmax", False)),
+        generation=generation,
+        segmentation=segmentation,
+        specials=specials,
+        voc_files={side: _path(section["voc_file"], config_path) if section.get("voc_file") else None
+                   for side, section in sides.items()},  # fmt: skip
+        notes=notes,
+    )
+
+
+def _model_settings(model: dict) -> dict:
+    """RNNSeq2SeqConfig's arguments for JoeyNMT's `model` section, which must describe a recurrent model this one
+    computes exactly."""
     _check_keys(model, _MODEL_KEYS, "model")
     encoder, decoder = model.get("encoder") or {}, model.get("decoder") or {}
     for name, section, allowed in (("encoder", encoder, _ENCODER_KEYS), ("decoder", decoder, _DECODER_KEYS)):
@@ -127,7 +150,7 @@ def read_settings(config_path: Path) -> JoeyNMTSettings:
     attention = _require(decoder.get("attention", "bahdanau"), {"bahdanau", "luong"}, "model.decoder.attention",
                          "bahdanau or luong")  # fmt: skip
     hidden_size = decoder.get("hidden_size", 1)
-    model_settings = {
+    return {
         "embedding_dim": embedding_dim,
         "attentional_size": hidden_size,
         "hidden_size": hidden_size,
@@ -144,38 +167,29 @@ def read_settings(config_path: Path) -> JoeyNMTSettings:
         "dropout": decoder.get("hidden_dropout", 0.0),
     }
 
+
+def _special_tokens(data: dict) -> SpecialTokens:
+    """`data.special_symbols` over JoeyNMT's defaults; language tags and a separator have no equal here."""
     specials_config = data.get("special_symbols") or {}
     for option in ("sep_token", "sep_id", "lang_tags"):
         if specials_config.get(option):
             raise JoeyNMTImportError(f"data.special_symbols.{option} is not supported (no language tags or separator)")
     symbols = {**_SPECIAL_DEFAULTS, **specials_config}
-    specials = SpecialTokens(
+    return SpecialTokens(
         unk=symbols["unk_token"], pad=symbols["pad_token"], bos=symbols["bos_token"], eos=symbols["eos_token"],
         ids={symbols[f"{name}_token"]: symbols[f"{name}_id"] for name in ("unk", "pad", "bos", "eos")},
     )  # fmt: skip
 
-    sides = {side: data.get(side) or {} for side in ("src", "trg")}
+
+def _shared_segmentation(sides: dict[str, dict], config_path: Path) -> Segmentation:
+    """The one segmentation of `data.src` and `data.trg`: one tokenizer serves both sides here."""
     segmentations = {side: _segmentation(section, f"data.{side}", config_path) for side, section in sides.items()}
     if segmentations["src"] != segmentations["trg"]:
         raise JoeyNMTImportError(
             f"data.src and data.trg segment differently ({segmentations['src']} / {segmentations['trg']}): "
             "one tokenizer serves both sides here, so both must use the same level, lowercasing and codes or model"
         )
-
-    generation, notes = _generation(testing, specials, data)
-    return JoeyNMTSettings(
-        source_lang=sides["src"].get("lang", "src"),
-        target_lang=sides["trg"].get("lang", "trg"),
-        model=model_settings,
-        tied_embeddings=bool(model.get("tied_embeddings", False)),
-        tied_softmax=bool(model.get("tied_softmax", False)),
-        generation=generation,
-        segmentation=segmentations["src"],
-        specials=specials,
-        voc_files={side: _path(section["voc_file"], config_path) if section.get("voc_file") else None
-                   for side, section in sides.items()},  # fmt: skip
-        notes=notes,
-    )
+    return segmentations["src"]
 
 
 def _path(value: str, config_path: Path) -> Path:
