@@ -7,6 +7,8 @@ import logging
 import shlex
 from pathlib import Path
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
 from .arguments import corpus_name
 from .data import DEFAULT_HUB_DATASET
 from .modeling_rnn_seq2seq import TESTED_TRANSFORMERS
@@ -16,7 +18,6 @@ logger = logging.getLogger(__name__)
 
 def _eval_results(results: dict, dataset_label: str, src: str, tgt: str) -> list:
     """BLEU and chrF of the validation and test splits as the Hub's model-index entries."""
-    from huggingface_hub import EvalResult
 
     scores_by_split = {}
     if results.get("eval"):
@@ -41,48 +42,89 @@ def _eval_results(results: dict, dataset_label: str, src: str, tgt: str) -> list
     ]
 
 
-def write_model_card(
-    output_dir: Path, template: Path, model, model_args, data_args, results: dict, argv: list[str], repo_id: str
-) -> None:
-    """README.md from the Jinja template, with metadata (languages, license, model-index) and scores.
+# Each of ATTENTION_TYPES in words, for the model cards.
+ATTENTION_IN_WORDS = {
+    "none": "no attention (a fixed context vector)",
+    "bahdanau": "Bahdanau (additive) attention",
+    "luong_dot": "Luong dot-product attention",
+    "luong_general": "Luong general (bilinear) attention",
+    "luong_concat": "Luong concat (additive) attention",
+}
+# The attention types whose scorer has a hidden layer, `attention_hidden_size` wide (the config's docstring).
+ADDITIVE_ATTENTION_TYPES = ("bahdanau", "luong_concat")
 
-    `repo_id` is where the card's usage example loads the model from: the Hub repository, or the folder.
-    """
-    from huggingface_hub import ModelCard, ModelCardData
 
-    src, tgt = data_args.source_lang, data_args.target_lang
+def architecture_in_words(config) -> str:
+    """The model in words, e.g. "LSTM encoder–decoder with Bahdanau (additive) attention and input feeding"."""
+    attention = ATTENTION_IN_WORDS[config.attention_type]
+    attended = "without attention" if config.attention_type == "none" else f"with {attention}"
+    feeding = " and input feeding" if config.input_feeding else ""
+    return f"{config.rnn_type.upper()} encoder–decoder {attended}{feeding}"
+
+
+def model_tags(config, *extra: str) -> list[str]:
+    """The card's Hub tags: the task, the cell ("gru" or "lstm"), attention where the model has it, and `extra`."""
+    attention = [] if config.attention_type == "none" else ["attention"]
+    return ["translation", "seq2seq", "rnn", config.rnn_type, *attention, *extra]
+
+
+def _dataset_id(data_args) -> str | None:
+    """The Hub dataset the card's metadata names: --dataset_name, or for the default corpus (no data argument) its
+    Hub copy; None for local files."""
     if data_args.dataset_name:
-        dataset_id = data_args.dataset_name
-    elif not (data_args.data_dir or data_args.train_file or data_args.validation_file or data_args.test_file):
-        dataset_id = DEFAULT_HUB_DATASET  # the default corpus: Multi30k, local copy or Hub
-    else:
-        dataset_id = None
-    dataset_label = dataset_id or corpus_name(data_args)
-    eval_results = _eval_results(results, dataset_label, src, tgt)
-    model_name = output_dir.resolve().name
-    card_data = ModelCardData(
+        return data_args.dataset_name
+    if not (data_args.data_dir or data_args.train_file or data_args.validation_file or data_args.test_file):
+        return DEFAULT_HUB_DATASET  # the default corpus: Multi30k, local copy or Hub
+    return None
+
+
+def _card_data(model, model_args, data_args, results: dict, model_name: str) -> ModelCardData:
+    """The card's metadata: languages, license, tags, datasets, the base model and the scores (model-index)."""
+    src, tgt = data_args.source_lang, data_args.target_lang
+    dataset_id = _dataset_id(data_args)
+    base_model = model_args.model_name_or_path
+    return ModelCardData(
         model_name=model_name,
         language=[src, tgt],
         license=model_args.license,
         library_name="transformers",
         pipeline_tag="translation",
-        tags=["translation", "seq2seq", "gru", "rnn", "attention", "custom_code"],
+        tags=model_tags(model.config, "custom_code"),
         datasets=[dataset_id] if dataset_id else None,
+        # The Hub refuses a base_model that is not a model id: a local folder is named in the text only.
+        base_model=base_model if base_model and not Path(base_model).exists() else None,
         metrics=["bleu", "chrf"],
-        eval_results=eval_results or None,
+        eval_results=_eval_results(results, dataset_id or corpus_name(data_args), src, tgt) or None,
     )
+
+
+def write_model_card(
+    output_dir: Path, template: Path, model, model_args, data_args, results: dict, argv: list[str], repo_id: str
+) -> None:
+    """README.md from the Jinja template, with metadata (languages, license, model-index) and scores: what this model
+    is (cell, attention, sizes), what it was trained on and from (a fine-tuned checkpoint's base), what it scored.
+
+    `repo_id` is where the card's usage example loads the model from: the Hub repository, or the folder.
+    """
+    model_name = output_dir.resolve().name
     config = model.config
     card = ModelCard.from_template(
-        card_data,
+        _card_data(model, model_args, data_args, results, model_name),
         template_path=str(template),
         model_name=model_name,
         repo_id=repo_id,
-        source_lang=src,
-        target_lang=tgt,
-        dataset=dataset_label,
+        source_lang=data_args.source_lang,
+        target_lang=data_args.target_lang,
+        dataset=_dataset_id(data_args) or corpus_name(data_args),
         results=results,
         num_parameters=f"{model.num_parameters():,}",
         config=config,
+        cell=config.rnn_type.upper(),
+        attention=ATTENTION_IN_WORDS[config.attention_type],
+        additive_attention_types=ADDITIVE_ATTENTION_TYPES,
+        architecture=architecture_in_words(config),
+        base_model=model_args.model_name_or_path,
+        tokenizer_source=model_args.tokenizer_name or model_args.model_name_or_path,  # as training.get_tokenizer
         training_command=shlex.join(["python", "train.py", *argv]),
         examples=results.get("examples", []),
         usage_source=repr(results["examples"][0]["source"] if results.get("examples") else "..."),

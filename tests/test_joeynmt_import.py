@@ -242,6 +242,18 @@ def test_subword_nmt_pieces_outside_the_vocabulary_are_counted(joeynmt_models):
     assert build_tokenizer(settings.segmentation, vocabulary, vocabulary, settings.specials).pieces_outside_vocabulary == 0
 
 
+def test_each_imported_models_card_names_its_cell_attention_and_input_feeding(joeynmt_models):
+    from huggingface_hub import ModelCard
+
+    for name, imported in joeynmt_models.items():
+        variant = VARIANTS[name]
+        card = ModelCard.load(imported["folder"] / "README.md")
+        cell, other = ("LSTM", "GRU") if variant["rnn_type"] == "lstm" else ("GRU", "LSTM")
+        assert f"{cell} encoder–decoder with {variant['attention'].capitalize()}" in card.text, name
+        assert ("and input feeding" in card.text) == variant["input_feeding"], name
+        assert other not in card.text and variant["rnn_type"] in card.data.tags and "joeynmt" in card.data.tags, name
+
+
 def test_the_console_script_writes_a_complete_folder_and_reports_a_refusal(joeynmt_models, tmp_path, monkeypatch,
                                                                            capsys):
     imported = joeynmt_models["gru-luong-2layers-subword_nmt"]

@@ -143,6 +143,7 @@ def test_fine_tuning_a_checkpoint_starts_from_its_weights_and_refuses_another_vo
         torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-8, msg=name)
     assert read_json(tuned / "tokenizer.json") == read_json(base / "tokenizer.json")
     assert read_json(tuned / "train_results.json")["train_samples"] == 200
+    assert f"fine-tuned from `{base}`" in " ".join((tuned / "README.md").read_text(encoding="utf-8").split())
 
     other = tmp_path / "other-tokenizer"
     train(["--data_dir", str(data_dir), "--output_dir", str(other), *TINY, *steps, "--max_steps", "1",

@@ -82,11 +82,13 @@ def import_joeynmt(config_path, checkpoint_path, output_dir) -> Path:
 def _write_model_card(output_dir: Path, settings, config_path: Path, checkpoint_path: Path, model, notes) -> None:
     from huggingface_hub import ModelCard, ModelCardData
 
+    from ..publishing import architecture_in_words, model_tags
+
     data = ModelCardData(
         language=[settings.source_lang, settings.target_lang],
         library_name="transformers",
         pipeline_tag="translation",
-        tags=["rnn_seq2seq", "joeynmt", "translation"],
+        tags=model_tags(model.config, "rnn_seq2seq", "joeynmt", "custom_code"),
     )
     differences = "".join(f"- {note}\n" for note in notes) or "- none known for this model's settings\n"
     segmentation = settings.segmentation
@@ -95,8 +97,8 @@ def _write_model_card(output_dir: Path, settings, config_path: Path, checkpoint_
         f"---\n{data.to_yaml()}\n---\n\n"
         f"# JoeyNMT {settings.source_lang}→{settings.target_lang} recurrent model, imported\n\n"
         f"Converted by `hf-rnn-seq2seq-import-joeynmt` from the JoeyNMT 2.x model `{config_path.name}` + "
-        f"`{checkpoint_path.name}`: {model.config.rnn_type.upper()} encoder–decoder with "
-        f"{model.config.attention_type} attention, {model.num_parameters():,} parameters, segmentation {kind}. "
+        f"`{checkpoint_path.name}`: {architecture_in_words(model.config)}, {model.num_parameters():,} parameters, "
+        f"segmentation {kind}. "
         "It computes JoeyNMT's logits for the same input, and greedy search gives JoeyNMT's translations.\n\n"
         "```python\n"
         "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
