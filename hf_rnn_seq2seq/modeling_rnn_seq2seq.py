@@ -26,7 +26,7 @@ except ImportError:  # 4.x initialises before it loads the checkpoint, so torch'
     from torch.nn import init
 
 # The oldest and newest transformers releases this file is tested with as remote code (compat-matrix.toml).
-TESTED_TRANSFORMERS = ("4.46.3", "5.24.0")
+TESTED_TRANSFORMERS = ("4.46.3", "5.25.0")
 
 
 # The output field that carries the decoder state: transformers 5.24 renamed `past_key_values` to `cache` (the old

@@ -6,17 +6,24 @@ greedy and beam-4 ids and the cross-attentions generate returns must equal this 
 under the oldest release must do the same under every release (models saved by older installs keep working).
 """
 
+import os
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
 from helpers import BOS, EOS, VOCAB, compat_releases, run_remote_code_worker, padded_batch, tiny_model, transformers_folder
 from remote_code_worker import outputs_of
 
-RELEASES = compat_releases()
+# .ci/newest-releases runs this file with the newest published releases first on the path, in the folder it names
+# here: the matrix gains a row for them (the worker gets the same folder, torch included).
+NEWEST_RELEASES = os.environ.get("HF_RNN_SEQ2SEQ_NEWEST_RELEASES")
+RELEASES = compat_releases() + (
+    [{"transformers": transformers.__version__, "folder": NEWEST_RELEASES}] if NEWEST_RELEASES else []
+)
 # name: (seed, settings); each seed makes some rows of the batch end early and others run to the limit.
 # Bahdanau attention with input feeding (step by step, attention before the GRU step) and Luong (one GRU call).
 MODELS = {
@@ -33,9 +40,8 @@ MODELS = {
 
 def run_worker(release, inputs, folders, root, save_to=None) -> dict[str, torch.Tensor]:
     workdir = Path(tempfile.mkdtemp(prefix=f"transformers-{release['transformers']}-", dir=root))
-    metadata, results = run_remote_code_worker(
-        inputs, folders, workdir, pythonpath=transformers_folder(release), save_to=save_to
-    )
+    folder = Path(release["folder"]) if "folder" in release else transformers_folder(release)
+    metadata, results = run_remote_code_worker(inputs, folders, workdir, pythonpath=folder, save_to=save_to)
     assert metadata == {"transformers": release["transformers"], "hf_rnn_seq2seq_loaded": "False"}, metadata
     return results
 
@@ -80,7 +86,9 @@ def saved(tmp_path_factory):
             "expected": expected}
 
 
-@pytest.mark.parametrize("release", RELEASES, ids=[release["transformers"] for release in RELEASES])
+@pytest.mark.parametrize(
+    "release", RELEASES, ids=[("newest-" if "folder" in release else "") + release["transformers"] for release in RELEASES]
+)
 def test_remote_code_computes_the_same_under(release, saved):
     results = run_worker(release, saved["inputs"], saved["folders"], saved["root"])
     for folder in saved["folders"]:

@@ -30,15 +30,16 @@ import transformers
 from safetensors.torch import save_file
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration, RNNSeq2SeqModel
+from helpers import pinned_versions
 
-VERSION = "5.24.0"
+VERSION = pinned_versions()["transformers"]  # the sdist .ci/run fetches
 SDIST = Path(__file__).resolve().parents[1] / ".cache" / "transformers-sdist" / f"transformers-{VERSION}.tar.gz"
 SHARED = ("test_modeling_common.py", "test_configuration_common.py")
 STAND_INS = {
     "exporters/test_export.py": "class ExportTesterMixin:\n    pass\n",
     "generation/test_utils.py": "class GenerationTesterMixin:\n    pass\n",
     # As in transformers' tests/utils/test_configuration_utils.py (v5 main; not in the sdist): the public settings of
-    # PreTrainedConfig (the same in 5.23.0 and 5.24.0), each with a non-default value.
+    # PreTrainedConfig (the same from 5.23.0 to 5.25.0), each with a non-default value.
     "utils/test_configuration_utils.py": textwrap.dedent(
         """
         config_common_kwargs = {
