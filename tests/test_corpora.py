@@ -13,6 +13,7 @@ import torch
 from accelerate.data_loader import BatchSamplerShard
 from datasets.table import list_table_cache_files
 
+from hf_rnn_seq2seq import data
 from hf_rnn_seq2seq.data import DataError, load_parallel_dir, load_parallel_files
 from hf_rnn_seq2seq.preprocessing import clean_training_pairs, pair_lengths, tokenize_split, tokenizer_training_texts
 from hf_rnn_seq2seq.text_files import normalize
@@ -21,7 +22,8 @@ from hf_rnn_seq2seq.trainer import length_grouped_order, padded_lengths
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from helpers import TINY, TRAIN_PY, read_json, train
 
-PAIRS = 3000  # three of the Arrow writer's batches of 1,000 rows
+PAIRS = 3000
+SMALL_WRITE_BATCH = 1000  # data.WRITE_BATCH in the tests that must cross the writer's batches: PAIRS is three of them
 
 
 def whole_file_pairs(source_path, target_path):
@@ -46,11 +48,19 @@ def corpus(multi30k_dir, tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def small_write_batches(monkeypatch):
+    """The writer's batch (data.WRITE_BATCH, 10,000 pairs) cut to SMALL_WRITE_BATCH, so that PAIRS cross batches."""
+    assert data.WRITE_BATCH > SMALL_WRITE_BATCH and PAIRS > 2 * SMALL_WRITE_BATCH
+    monkeypatch.setattr(data, "WRITE_BATCH", SMALL_WRITE_BATCH)
+    return SMALL_WRITE_BATCH
+
+
 def load(folder, cache_dir):
     return load_parallel_dir(folder, "de", "en", split_stems={"train": "train"}, splits=["train"], cache_dir=cache_dir)
 
 
-def test_reading_in_a_stream_gives_the_pairs_of_a_whole_file_read(corpus, tmp_path):
+def test_reading_in_a_stream_gives_the_pairs_of_a_whole_file_read(corpus, small_write_batches, tmp_path):
     dataset = load(corpus, tmp_path / "cache")["train"]
     expected = whole_file_pairs(corpus / "train.de.gz", corpus / "train.en.gz")
     assert len(expected) == PAIRS - 1
@@ -58,14 +68,16 @@ def test_reading_in_a_stream_gives_the_pairs_of_a_whole_file_read(corpus, tmp_pa
     assert all(file["filename"].startswith(str(tmp_path / "cache")) for file in dataset.cache_files)  # on disk
 
 
-def test_errors_past_the_first_batch_name_the_file_and_line(corpus, tmp_path):
+def test_errors_past_the_first_batch_name_the_file_and_line(corpus, small_write_batches, tmp_path):
     source = corpus / "train.de.gz"
     lines = gzip.decompress(source.read_bytes()).split(b"\n")
-    lines[2499] = b"Ein \xff Hund"
+    bad = 2 * small_write_batches + 500  # 1-based: a line of the third batch
+    lines[bad - 1] = b"Ein \xff Hund"
     source.write_bytes(gzip.compress(b"\n".join(lines)))
-    with pytest.raises(DataError, match=r"train\.de\.gz: line 2500 is not valid UTF-8 \(byte 0xff at column 5\)"):
+    with pytest.raises(DataError, match=rf"train\.de\.gz: line {bad} is not valid UTF-8 \(byte 0xff at column 5\)"):
         load(corpus, tmp_path / "cache")
-    source.write_bytes(gzip.compress(b"\n".join(lines[:2499] + lines[2500:])))  # one line fewer than the target
+    assert not list((tmp_path / "cache").rglob("pairs-*"))  # the two batches written before it were removed
+    source.write_bytes(gzip.compress(b"\n".join(lines[: bad - 1] + lines[bad:])))  # one line fewer than the target
     with pytest.raises(DataError, match=rf"train\.de\.gz has {PAIRS - 1} lines but .*train\.en\.gz has {PAIRS}"):
         load(corpus, tmp_path / "cache")
 
@@ -216,7 +228,8 @@ def test_a_pair_longer_than_the_budget_is_refused(lengths):
         token_batches(*lengths, 20, seed=0)
 
 
-def test_load_parallel_files_splits_a_lone_file_in_a_stream(tmp_path):
+def test_load_parallel_files_splits_a_lone_file_in_a_stream(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "WRITE_BATCH", 128)  # four of the writer's batches, each split three ways
     lines = [f"Satz {i}.\tSentence {i}." for i in range(500)]
     path = tmp_path / "pairs.tsv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
