@@ -22,7 +22,7 @@ from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix
 from hf_rnn_seq2seq.tokenization import reader_tokens
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from hf_rnn_seq2seq.data import normalize
-from hf_rnn_seq2seq.translation import decode, translate
+from hf_rnn_seq2seq.translation import MAX_SOURCE_LENGTH, decode, translate
 from helpers import MAX_NEW_TOKENS, call_script, read
 
 SCRIPTS = {
@@ -54,10 +54,21 @@ def test_batched_translation_equals_one_by_one(model_folder, multi30k_dir):
     "sentence",
     ["x", "😀🎉 Ein Hund.", "Собака бежит по траве.", "犬が走る。", "Ein\x00Mann\x07\u200b läuft.", "a" * 500],
 )
-def test_odd_inputs_translate_within_the_length_bound(model_folder, sentence):
+def test_odd_inputs_translate_within_the_length_bound(model_folder, sentence, monkeypatch):
+    """translate() itself, watched at its call of generate(): what it gave the model and what it made of the answer."""
     _, model, tokenizer = model_folder
+    calls = []
+
+    def watched_generate(**kwargs):
+        calls.append((kwargs, original_generate(**kwargs)))
+        return calls[-1][1]
+
+    original_generate = model.generate
+    monkeypatch.setattr(model, "generate", watched_generate)
     (translation,) = translate(model, tokenizer, [sentence])
-    generated = model.generate(**tokenizer([normalize(sentence)], return_tensors="pt"))
+    ((kwargs, generated),) = calls  # one sentence: one batch
+    expected_ids = tokenizer(normalize(sentence), truncation=True, max_length=MAX_SOURCE_LENGTH)["input_ids"]
+    assert kwargs["input_ids"].tolist() == [expected_ids]  # normalised, cut to the source limit
     assert generated.shape[1] <= 1 + MAX_NEW_TOKENS  # the start token and at most max_new_tokens
     assert translation == decode(tokenizer, generated.numpy())[0]
 
