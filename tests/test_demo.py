@@ -3,10 +3,12 @@ the page in a real browser (Debian's Chromium driven by Playwright), served by t
 it."""
 
 import os
+import queue
+import re
 import socket
 import subprocess
 import sys
-import time
+import threading
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,8 @@ from hf_rnn_seq2seq.translation import decode, load_model
 from helpers import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (.ci/run installs it); Playwright's own download is unreachable
+# What a page or server may take on a loaded 2-core machine (a limit that only turns a hang into a failure, in ms).
+BROWSER_TIMEOUT_MS = 180_000
 SENTENCE = "Ein Mann mit einem orangefarbenen Hut starrt auf etwas."
 TOO_LONG = " ".join(["Hund"] * 10_000)
 
@@ -160,6 +164,9 @@ def test_heatmap_html_is_a_target_by_source_grid_with_the_attended_tokens_highli
 # --- the page in a browser ---------------------------------------------------------------------------------------
 
 
+LOCAL_URL = re.compile(r"Running on local URL:\s+(https?://\S+?)/?\s*$")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -168,27 +175,41 @@ def free_port() -> int:
 
 @contextmanager
 def serving(command: list[str], log: Path, env: dict | None = None):
-    """Run a command that serves the demo (on a free port, passed as GRADIO_SERVER_PORT); yield its URL once the
-    page answers."""
-    port = free_port()
-    with open(log, "w") as output:
-        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                  env={**os.environ, **(env or {}), "GRADIO_SERVER_PORT": str(port)})  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
+    """Run a command that serves the demo; yield the URL it serves on, as it prints it once it listens.
+
+    No port is chosen for it: Gradio binds the first port it can from GRADIO_SERVER_PORT on, and moves on to the next
+    if another process holds one (GRADIO_SERVER_PORT is a port that was free a moment ago, so it rarely has to).
+    """
+    env = {**os.environ, **(env or {}), "GRADIO_SERVER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              text=True, env=env)  # fmt: skip
+    urls = queue.Queue()
+
+    def copy_output():  # to the log, and the URL to the queue; None once the output ends (the server exited)
+        with open(log, "w", encoding="utf-8") as output:
+            for line in server.stdout:
+                output.write(line)
+                output.flush()
+                if match := LOCAL_URL.search(line):
+                    urls.put(match.group(1))
+        urls.put(None)
+
+    reader = threading.Thread(target=copy_output, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the demo did not start:\n{log.read_text()[-4000:]}")
-                time.sleep(0.2)
+        try:
+            url = urls.get(timeout=BROWSER_TIMEOUT_MS / 1000)
+        except queue.Empty:
+            url = None
+        if url is None:
+            pytest.fail(f"the demo did not start (exit status {server.poll()}):\n{log.read_text()[-4000:]}")
+        url += "/"
+        urllib.request.urlopen(url, timeout=BROWSER_TIMEOUT_MS / 1000)  # it listens: this waits, it does not retry
         yield url
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=60)
+        reader.join(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -204,31 +225,43 @@ def served(trained, fixed_context_folder, tmp_path_factory):
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"the browser tests drive Debian's chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield browser
         browser.close()
 
 
-@pytest.fixture(scope="module")
+@contextmanager
+def fresh_page(browser, url: str, **context_options):
+    """A page of its own (a new browser context: no cookies, storage or Gradio session of another test)."""
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
 def page(served, browser):
-    page = browser.new_page(viewport={"width": 1200, "height": 1400})
-    page.goto(served)
-    yield page
-    page.close()
+    with fresh_page(browser, served, viewport={"width": 1200, "height": 1400}) as page:
+        yield page
 
 
 def status_after(page, click) -> str:
-    """Click, then wait for the status line to change; return it."""
+    """Click, then wait until the status line shows another answer and nothing is pending; return it. (Every event
+    answers in the status line, so two answers in a row must differ.)"""
     before = page.locator("#status").inner_text()
     click()
     page.wait_for_function(
-        "before => document.querySelector('#status').innerText !== before && "
-        "!document.querySelector('#status .pending')", arg=before,
+        "before => document.querySelector('#status').innerText !== before && !document.querySelector('.pending')",
+        arg=before,
     )  # fmt: skip
-    page.wait_for_timeout(100)  # the other outputs of the same answer
     return page.locator("#status").inner_text()
 
 
@@ -244,42 +277,43 @@ def test_page_translates_as_generate_and_shows_its_attention(page, trained, tmp_
     """Beam search with 3 hypotheses: the page's hypotheses are generate()'s; the heatmap is target x source with the
     reader's tokens as labels; hovering a cell shows its weight; selecting a target token highlights what it attended
     to. The screenshot is kept (HF_RNN_SEQ2SEQ_ARTIFACTS, or the test's temporary folder)."""
+    from playwright.sync_api import expect
+
     folder, model, tokenizer = trained
     page.locator("#hypotheses-count input[type=range]").fill("3")
     assert translate_in_page(page, SENTENCE).startswith("Translated with")
     rows = generated_rows(model, tokenizer, SENTENCE, num_beams=5, num_return_sequences=3)
     expected = [decode(tokenizer, np.array([ids]))[0] for ids in rows]
-    table = page.locator("#hypotheses tbody tr")
-    assert table.count() == 3
-    assert page.locator("#hypotheses td.text").all_inner_texts() == expected
+    expect(page.locator("#hypotheses tbody tr")).to_have_count(3)
+    expect(page.locator("#hypotheses td.text")).to_have_text(expected)
 
     reference = translate_with_attention(model, tokenizer, SENTENCE, Decoding("beam search", 5, num_return_sequences=3))
-    best = reference.hypotheses[0]
+    best, third = reference.hypotheses[0], reference.hypotheses[2]
+    assert third.tokens != best.tokens  # so that the heatmap's rows tell which hypothesis it shows
     grid = page.locator("#heatmap table.attention")
-    assert grid.locator("tbody tr").count() == len(best.tokens)
-    assert grid.locator("tbody tr").first.locator("td").count() == len(reference.source_tokens)
-    assert grid.locator("thead th.source-token").all_inner_texts() == reference.source_tokens
-    assert grid.locator("tbody th.target-token").all_inner_texts() == best.tokens
+    expect(grid.locator("tbody tr")).to_have_count(len(best.tokens))
+    expect(grid.locator("tbody tr").first.locator("td")).to_have_count(len(reference.source_tokens))
+    expect(grid.locator("thead th.source-token")).to_have_text(reference.source_tokens)
+    expect(grid.locator("tbody th.target-token")).to_have_text(best.tokens)
 
     cell = grid.locator("td[data-row='1'][data-col='0']")
-    assert not cell.locator(".weight").is_visible()
+    expect(cell.locator(".weight")).to_be_hidden()
     cell.hover()
-    assert cell.locator(".weight").is_visible()
+    expect(cell.locator(".weight")).to_be_visible()
     assert float(cell.locator(".weight").inner_text()) == pytest.approx(best.attention[1, 0], abs=0.006)
 
     page.locator("#target-token label").nth(1).click()
-    page.wait_for_selector("#heatmap tr.selected")
-    assert page.locator("#heatmap tr.selected th").inner_text() == best.tokens[1]
-    highlighted = page.locator("#heatmap th.source-token.attended").all_inner_texts()
-    assert highlighted == [reference.source_tokens[column] for column in sorted(attended(best.attention, 1))]
+    expect(page.locator("#heatmap tr.selected th")).to_have_text(best.tokens[1])
+    highlighted = [reference.source_tokens[column] for column in sorted(attended(best.attention, 1))]
+    expect(page.locator("#heatmap th.source-token.attended")).to_have_text(highlighted)
 
-    page.locator("#hypothesis label").nth(2).click()  # the third hypothesis's attention
-    rows_shown = "document.querySelectorAll('#heatmap tbody tr').length === {}"
-    page.wait_for_function(rows_shown.format(len(reference.hypotheses[2].tokens)))
+    page.locator("#hypothesis label").nth(2).click()  # the third hypothesis's attention, no token selected
+    expect(page.locator("#heatmap tbody th.target-token")).to_have_text(third.tokens)
+    expect(page.locator("#heatmap tr.selected")).to_have_count(0)
     page.locator("#hypothesis label").nth(0).click()  # back to the best, a token selected: the screenshot
-    page.wait_for_function(rows_shown.format(len(best.tokens)))
+    expect(page.locator("#heatmap tbody th.target-token")).to_have_text(best.tokens)
     page.locator("#target-token label").nth(1).click()
-    page.wait_for_selector("#heatmap tr.selected")
+    expect(page.locator("#heatmap tr.selected th")).to_have_text(best.tokens[1])
     artifacts = Path(os.environ.get("HF_RNN_SEQ2SEQ_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=artifacts / "demo.png", full_page=True)
@@ -287,6 +321,8 @@ def test_page_translates_as_generate_and_shows_its_attention(page, trained, tmp_
 
 
 def test_page_puts_two_models_side_by_side_and_sweeps_the_beam(page, trained, fixed_context_folder):
+    from playwright.sync_api import expect
+
     folder, model, tokenizer = trained
     fixed, fixed_tokenizer = load_model(str(fixed_context_folder))
     page.get_by_text("Side by side").click()
@@ -294,17 +330,21 @@ def test_page_puts_two_models_side_by_side_and_sweeps_the_beam(page, trained, fi
     assert "side by side" in status_after(page, lambda: page.locator("#compare").click())
     for side, (side_model, side_tokenizer) in (("left", (model, tokenizer)), ("right", (fixed, fixed_tokenizer))):
         (ids,) = generated_rows(side_model, side_tokenizer, SENTENCE, num_beams=5, num_return_sequences=1)
-        assert page.locator(f"#{side}-translation textarea").input_value() == decode(side_tokenizer, np.array([ids]))[0]
-    assert page.locator("#left-heatmap table.attention").count() == 1
-    assert "no attention" in page.locator("#right-heatmap").inner_text()
+        expect(page.locator(f"#{side}-translation textarea")).to_have_value(decode(side_tokenizer, np.array([ids]))[0])
+    expect(page.locator("#left-heatmap table.attention")).to_have_count(1)
+    expect(page.locator("#right-heatmap")).to_contain_text("no attention")
 
     page.get_by_text("Beam size 1–10").click()
     assert status_after(page, lambda: page.locator("#sweep").click()).startswith("Beam sizes 1–10")
-    page.wait_for_selector("#sweep-plot img, #sweep-plot svg")
+    expect(page.locator("#sweep-plot img, #sweep-plot svg").first).to_be_visible()
 
 
 @pytest.mark.parametrize("case", ["empty", "10,000 words", "unknown Hub id", "another architecture"])
 def test_page_answers_bad_input_with_a_message_and_keeps_serving(page, trained, bart_folder, case):
+    """A translation on the page, then the bad request: a message, and the last translation's outputs cleared; then
+    the page translates again."""
+    from playwright.sync_api import expect
+
     folder = str(trained[0])
     sentence, model, message = {
         "empty": ("", folder, "Type a sentence to translate"),
@@ -312,11 +352,15 @@ def test_page_answers_bad_input_with_a_message_and_keeps_serving(page, trained, 
         "unknown Hub id": (SENTENCE, "nobody/no-such-model", "Could not load 'nobody/no-such-model'"),
         "another architecture": (SENTENCE, str(bart_folder), "is a 'bart' model"),
     }[case]
+    assert translate_in_page(page, SENTENCE, folder) == f"Translated with {folder}."
+    expect(page.locator("#hypotheses tbody tr")).to_have_count(1)
+    expect(page.locator("#heatmap table.attention")).to_have_count(1)
     status = translate_in_page(page, sentence, model)
     assert status.startswith("⚠️") and message in status and "Traceback" not in status
-    assert page.locator("#hypotheses tbody tr").count() == 0 and page.locator("#heatmap table").count() == 0
+    expect(page.locator("#hypotheses tbody tr")).to_have_count(0)
+    expect(page.locator("#heatmap table")).to_have_count(0)
     assert translate_in_page(page, SENTENCE, folder) == f"Translated with {folder}."
-    assert page.locator("#heatmap table.attention").count() == 1
+    expect(page.locator("#heatmap table.attention")).to_have_count(1)
 
 
 def test_app_py_serves_the_models_and_examples_a_space_names(trained, fixed_context_folder, browser, tmp_path):
@@ -327,11 +371,9 @@ def test_app_py_serves_the_models_and_examples_a_space_names(trained, fixed_cont
     examples.write_text("Zwei Hunde spielen im Schnee.\nEin Mann fährt Fahrrad.\n", encoding="utf-8")
     env = {"DEMO_MODELS": f"{trained[0]} {fixed_context_folder}", "DEMO_EXAMPLES": str(examples)}
     with serving([sys.executable, str(REPO_ROOT / "app.py")], tmp_path / "app.log", env) as url:
-        page = browser.new_page()
-        page.goto(url)
-        page.get_by_text("Ein Mann fährt Fahrrad.").click()  # an example fills the sentence box
-        expect(page.locator("#sentence textarea")).to_have_value("Ein Mann fährt Fahrrad.")
-        assert translate_in_page(page, "Ein Mann fährt Fahrrad.") == f"Translated with {trained[0]}."
-        page.get_by_text("Side by side").click()
-        expect(page.locator("#right-model input")).to_have_value(str(fixed_context_folder))
-        page.close()
+        with fresh_page(browser, url) as page:
+            page.get_by_text("Ein Mann fährt Fahrrad.").click()  # an example fills the sentence box
+            expect(page.locator("#sentence textarea")).to_have_value("Ein Mann fährt Fahrrad.")
+            assert status_after(page, lambda: page.locator("#translate").click()) == f"Translated with {trained[0]}."
+            page.get_by_text("Side by side").click()
+            expect(page.locator("#right-model input")).to_have_value(str(fixed_context_folder))
