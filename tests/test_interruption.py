@@ -4,16 +4,19 @@ Every run is a train.py subprocess on 400 real Multi30k pairs with the tiny mode
 its default 0.3, so the resumed run must restore the RNG state; length-grouped batches, so the data order depends
 on the seed). 400 pairs in batches of 32 are 13 steps an epoch; 2 epochs are 26 steps, with a checkpoint every
 4 steps: 4, 8, 12 (first epoch), 16, 20, 24 (second epoch) and 26, none of them at an epoch boundary.
+
+The killed run is killed at one chosen point however fast or slow the machine is: it is train.py's own main() with
+one training step wrapped, which, in step KILLED_IN_STEP (after checkpoint-4 and one more whole step, its gradients
+computed but not yet applied), tells the test so through a pipe and waits there for the SIGKILL.
 """
 
-import json
 import math
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from hf_rnn_seq2seq.checkpoints import is_complete
-from helpers import TINY, TRAIN_PY, read_json, train
+from helpers import TINY, read_json, train
 
 TRAIN_PAIRS = 400
 BATCH_SIZE = int(TINY[TINY.index("--per_device_train_batch_size") + 1])
@@ -31,6 +34,8 @@ MAX_STEPS = EPOCHS * STEPS_PER_EPOCH  # 26
 SAVE_STEPS = 4
 TOKENS_PER_BATCH = 1000  # about as many batches as 32 pairs a batch make
 assert all(step % STEPS_PER_EPOCH for step in range(SAVE_STEPS, MAX_STEPS, SAVE_STEPS)), "a checkpoint at an epoch end"
+KILLED_IN_STEP = SAVE_STEPS + 2  # step 5 trained after checkpoint-4 and lost; step 6 killed between backward and update
+assert KILLED_IN_STEP < min(2 * SAVE_STEPS, STEPS_PER_EPOCH)  # before the second checkpoint, in the first epoch
 
 ARGS = [
     *TINY, "--do_train", "--eval_strategy", "no", "--num_train_epochs", str(EPOCHS), "--logging_steps", "1",
@@ -90,57 +95,72 @@ def test_same_seed_gives_identical_weights(data_dir, reference, tmp_path):
     assert any(not torch.equal(tensor, last_checkpoint[name]) for name, tensor in weights(reference).items())
 
 
-def kill_after_checkpoint(data_dir, out, args, tmp_path):
-    """Start train.py with `args`, wait until checkpoint-SAVE_STEPS is completely written, then SIGKILL it at once,
-    while it trains on (the next checkpoint is 3 saves away)."""
-    first_checkpoint_state = out / f"checkpoint-{SAVE_STEPS}" / "trainer_state.json"
+# train.py's main() with TranslationTrainer.training_step wrapped: in step KILLED_IN_STEP, once its forward and backward
+# pass are done, it writes "paused" to the pipe it was given and waits for ever (here: for the SIGKILL).
+PAUSING_TRAIN_PY = """
+import os, sys, threading
+from hf_rnn_seq2seq.trainer import TranslationTrainer
+from hf_rnn_seq2seq.training import main
+
+ready_fd, pause_in_step, argv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+training_step = TranslationTrainer.training_step
+
+def pausing_training_step(self, *args, **kwargs):
+    loss = training_step(self, *args, **kwargs)
+    if self.state.global_step + 1 == pause_in_step:  # global_step counts the steps already applied
+        os.write(ready_fd, b"paused\\n")
+        threading.Event().wait()
+    return loss
+
+TranslationTrainer.training_step = pausing_training_step
+main(argv)
+"""
+
+
+def kill_mid_step(data_dir, out, args, tmp_path):
+    """Start train.py with `args`, wait until it is inside step KILLED_IN_STEP (checkpoint-SAVE_STEPS saved, the steps
+    after it not), then SIGKILL it there."""
     log_path = tmp_path / "killed.log"
-    with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(TRAIN_PY), "--data_dir", str(data_dir), "--output_dir", str(out), *args],
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ),
-        )  # fmt: skip
+    ready_read, ready_write = os.pipe()
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if json.loads(first_checkpoint_state.read_text(encoding="utf-8"))["global_step"] == SAVE_STEPS:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass  # not there yet, or being written
-            if process.poll() is not None:
-                pytest.fail(f"train.py exited ({process.returncode}) before checkpoint-{SAVE_STEPS} was complete:\n"
+        with open(log_path, "w", encoding="utf-8") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-c", PAUSING_TRAIN_PY, str(ready_write), str(KILLED_IN_STEP), "--data_dir",
+                 str(data_dir), "--output_dir", str(out), *args],
+                cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ),
+                pass_fds=(ready_write,),
+            )  # fmt: skip
+        os.close(ready_write)  # the child holds the only write end: its exit ends the read below
+        ready_write = None
+        try:
+            # Blocks until the child writes, or exits (end of file); the limit only turns a hung child into a failure.
+            readable, _, _ = select.select([ready_read], [], [], 600)
+            message = os.read(ready_read, 64) if readable else b""
+            if message != b"paused\n":
+                pytest.fail(f"train.py never reached step {KILLED_IN_STEP} (exit status {process.poll()}):\n"
                             + log_path.read_text(encoding="utf-8")[-6000:])
-            if time.monotonic() > deadline:
-                pytest.fail(f"no complete checkpoint-{SAVE_STEPS} after 240 s:\n" + log_path.read_text()[-6000:])
-            time.sleep(0.002)
-        if process.poll() is not None:
-            pytest.fail(f"train.py had already finished ({process.returncode}) when it was to be killed: it must still "
-                        f"be training after checkpoint-{SAVE_STEPS}")
-        os.kill(process.pid, signal.SIGKILL)
-        returncode = process.wait(timeout=60)
+            os.kill(process.pid, signal.SIGKILL)
+            returncode = process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert returncode == -signal.SIGKILL, (
-        f"train.py exited with {returncode}, not by the SIGKILL: it finished just before the kill reached it"
-    )
+        os.close(ready_read)
+        if ready_write is not None:
+            os.close(ready_write)
+    assert returncode == -signal.SIGKILL
     assert not (out / "model.safetensors").exists()  # the final save never happened
 
 
 def resume_and_compare(data_dir, out, args, reference, steps_per_epoch, tmp_path):
     """`--resume_from_checkpoint last` on the killed run's folder ends exactly as the uninterrupted `reference`."""
-    # The checkpoint `--resume_from_checkpoint last` resumes: the newest complete one (a save the kill cut short,
-    # if any, is set aside). It must lie inside the first epoch, so that the resumed run crosses an epoch end.
-    saved = complete_checkpoints(out)
-    assert saved, f"no complete checkpoint in {out}: {sorted(p.name for p in out.iterdir())}"
-    resumed_from = saved[-1]
-    assert resumed_from % steps_per_epoch != 0, "the kill must land mid-epoch"
-    assert resumed_from < steps_per_epoch, (
-        f"the kill landed late: the newest complete checkpoint is step {resumed_from}, past the first epoch "
-        f"({steps_per_epoch} steps), so the resumed run would not cross an epoch boundary"
-    )
+    # The checkpoint `--resume_from_checkpoint last` resumes: the newest complete one, the only one the killed run
+    # saved. It lies inside the first epoch, so that the resumed run crosses an epoch end.
+    assert sorted(path.name for path in out.glob("checkpoint-*")) == [f"checkpoint-{SAVE_STEPS}"]
+    assert complete_checkpoints(out) == [SAVE_STEPS]
+    resumed_from = SAVE_STEPS
+    assert resumed_from < KILLED_IN_STEP < steps_per_epoch  # steps trained after the checkpoint are lost; mid-epoch
     checkpoint_state = read_json(out / f"checkpoint-{resumed_from}" / "trainer_state.json")  # rotated away later
     assert checkpoint_state["global_step"] == resumed_from
 
@@ -169,7 +189,7 @@ def resume_and_compare(data_dir, out, args, reference, steps_per_epoch, tmp_path
 
 def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(data_dir, reference, tmp_path):
     out = tmp_path / "killed"
-    kill_after_checkpoint(data_dir, out, ARGS, tmp_path)
+    kill_mid_step(data_dir, out, ARGS, tmp_path)
     resume_and_compare(data_dir, out, ARGS, reference, STEPS_PER_EPOCH, tmp_path)
 
 
@@ -179,9 +199,9 @@ def test_token_batches_resume_after_kill_9_to_the_very_same_model(data_dir, tmp_
     reference = tmp_path / "reference"
     train(["--data_dir", str(data_dir), "--output_dir", str(reference), *args], cwd=tmp_path)
     steps_per_epoch, remainder = divmod(read_json(reference / "trainer_state.json")["global_step"], EPOCHS)
-    assert remainder == 0 and SAVE_STEPS < steps_per_epoch and steps_per_epoch % SAVE_STEPS, steps_per_epoch
+    assert remainder == 0 and KILLED_IN_STEP < steps_per_epoch and steps_per_epoch % SAVE_STEPS, steps_per_epoch
     out = tmp_path / "killed"
-    kill_after_checkpoint(data_dir, out, args, tmp_path)
+    kill_mid_step(data_dir, out, args, tmp_path)
     resume_and_compare(data_dir, out, args, reference, steps_per_epoch, tmp_path)
 
 
