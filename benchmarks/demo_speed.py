@@ -11,15 +11,20 @@ Run it alone: another job on the machine slows both.
 import argparse
 import gzip
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 from common import REPO, add_corpus_argument, emit
+
+
+LOCAL_URL = re.compile(r"Running on local URL:\s+(https?://\S+?)/?\s*$")
 
 
 def free_port() -> int:
@@ -29,21 +34,24 @@ def free_port() -> int:
 
 
 def start(model: str) -> tuple[subprocess.Popen, str, float]:
-    """Start the console script; return it, its URL and the seconds until its page answered."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
+    """Start the console script; return it, its URL and the seconds until its page answered. No port is chosen for
+    it: Gradio binds the first port it can from GRADIO_SERVER_PORT on (one free a moment ago) and prints its URL."""
     script = Path(sys.executable).with_name("hf-rnn-seq2seq-demo")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
     began = time.perf_counter()
-    server = subprocess.Popen([str(script), model, "--port", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return server, url, time.perf_counter() - began
-        except OSError:
-            if server.poll() is not None:
-                raise SystemExit(f"hf-rnn-seq2seq-demo {model} exited with {server.returncode}")
-            time.sleep(0.05)
+    server = subprocess.Popen([str(script), model], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, text=True, env=env)  # fmt: skip
+    output = []
+    for line in server.stdout:
+        output.append(line)
+        if match := LOCAL_URL.search(line):
+            url = match.group(1) + "/"
+            break
+    else:
+        raise SystemExit(f"hf-rnn-seq2seq-demo {model} exited with {server.wait()}:\n{''.join(output)[-4000:]}")
+    threading.Thread(target=server.stdout.read, daemon=True).start()  # the rest of its output, unread
+    urllib.request.urlopen(url)  # it listens: this waits for the page, it does not retry
+    return server, url, time.perf_counter() - began
 
 
 def main():
