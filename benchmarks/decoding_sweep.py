@@ -20,7 +20,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_rnn_seq2seq.data import load_parallel_dir
 from hf_rnn_seq2seq.metrics import load_metric
-from hf_rnn_seq2seq.translation import translate
+from hf_rnn_seq2seq.translation import BATCH_SIZE, translate
 
 
 
@@ -47,7 +47,7 @@ def main(argv=None):
     parser.add_argument("--average", type=int, nargs="*", default=[2],
                         help="also score the average of the last K checkpoints, for each K given (none: no averaging)")
     parser.add_argument("--max_sentences", type=int, help="only the first N sentences of each split")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 

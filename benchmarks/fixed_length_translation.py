@@ -16,7 +16,7 @@ from pathlib import Path
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
-from hf_rnn_seq2seq.translation import translate
+from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, translate
 
 
 class HoldBackEOS(LogitsProcessor):
@@ -37,8 +37,10 @@ def main(argv: list[str]) -> None:
     eos = model.config.eos_token_id
     hold_back_eos = LogitsProcessorList([HoldBackEOS(eos)])
     # HoldBackEOS replaces a min_new_tokens from the model's generation config (JoeyNMT's min_output_length, imported).
-    fixed_length = dict(num_beams=5, max_new_tokens=max_new_tokens, min_new_tokens=0, logits_processor=hold_back_eos)
-    translate(model, tokenizer, sentences[:64], batch_size=64, **fixed_length)  # warm-up
+    fixed_length = dict(
+        num_beams=NUM_BEAMS, max_new_tokens=max_new_tokens, min_new_tokens=0, logits_processor=hold_back_eos
+    )
+    translate(model, tokenizer, sentences[:BATCH_SIZE], batch_size=BATCH_SIZE, **fixed_length)  # warm-up: one batch
 
     generate, output_tokens = model.generate, []
 
@@ -50,7 +52,7 @@ def main(argv: list[str]) -> None:
 
     model.generate = counting_generate
     start = time.perf_counter()
-    translate(model, tokenizer, sentences, batch_size=64, **fixed_length)
+    translate(model, tokenizer, sentences, batch_size=BATCH_SIZE, **fixed_length)
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "output_tokens": sum(output_tokens) / len(output_tokens),
                       "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip

@@ -42,6 +42,9 @@ from pathlib import Path
 import torch
 from common import REPO, add_corpus_argument, emit
 
+from hf_rnn_seq2seq.configuration_rnn_seq2seq import VOCAB_SIZE
+from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS
+
 JOEYNMT_REQUIREMENTS = REPO / "benchmarks" / "joeynmt-requirements.txt"
 JOEYNMT = "JoeyNMT 2.3, Bahdanau + input feeding"
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>"]  # JoeyNMT's special tokens (ids 0-3)
@@ -105,9 +108,9 @@ data:
         lang: en{side}
 testing:
     n_best: 1
-    beam_size: 5
+    beam_size: {NUM_BEAMS}
     beam_alpha: 1.0
-    batch_size: 64
+    batch_size: {BATCH_SIZE}
     batch_type: sentence
     max_output_length: {args.max_output_length}
     min_output_length: {args.max_output_length}
@@ -261,7 +264,7 @@ def main(argv=None):
     add_corpus_argument(parser)
     parser.add_argument("--work_dir", default=str(REPO / ".cache" / "joeynmt_side_by_side"))
     parser.add_argument("--joeynmt_venv", default=str(REPO / ".cache" / "joeynmt-venv"))
-    parser.add_argument("--vocab_size", type=int, default=8000)
+    parser.add_argument("--vocab_size", type=int, default=VOCAB_SIZE)
     parser.add_argument("--embedding_dim", type=int, default=256)
     parser.add_argument("--hidden_size", type=int, default=512)
     parser.add_argument("--batch_size", type=int, default=128)
@@ -300,10 +303,11 @@ def main(argv=None):
         f"Data: Multi30k de→en, first {len(corpus['pairs']['train'])} training pairs, one joint BPE {args.vocab_size} "
         f"segmentation for both ({corpus['epoch_target_tokens']:,} target tokens an epoch); batches of "
         f"{args.batch_size} sentences; {args.updates} updates each; translation of {joey['sentences']} test "
-        f"sentences, beam 5, batch 64, {args.max_output_length} decoding steps for both",
+        f"sentences, beam {NUM_BEAMS}, batch {BATCH_SIZE}, {args.max_output_length} decoding steps for "
+        "both",
         "",
-        "| system | parameters | train target tok/s | × JoeyNMT | s/epoch | train peak MiB | beam-5 sent/s | "
-        "× JoeyNMT | mean output tokens | translate peak MiB |",
+        "| system | parameters | train target tok/s | × JoeyNMT | s/epoch | train peak MiB | "
+        f"beam-{NUM_BEAMS} sent/s | × JoeyNMT | mean output tokens | translate peak MiB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in rows.items():

@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from common import add_corpus_argument, emit
 
+from hf_rnn_seq2seq.configuration_rnn_seq2seq import VOCAB_SIZE
+
 CONFIGS = {
     "luong_general": dict(attention_type="luong_general"),
     "luong_dot": dict(attention_type="luong_dot", encoder_hidden_size=256),
@@ -154,7 +156,7 @@ def run_worker(name: str, size: str, cache: Path, threads: int) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_corpus_argument(parser)
-    parser.add_argument("--vocab_size", type=int, default=8000)
+    parser.add_argument("--vocab_size", type=int, default=VOCAB_SIZE)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=20, help="timed batches per configuration (after 2 warm-up)")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))

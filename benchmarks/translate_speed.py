@@ -16,7 +16,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
 from hf_rnn_seq2seq.data import load_parallel_dir
-from hf_rnn_seq2seq.translation import translate
+from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, cut_at_eos, translate
 
 
 
@@ -47,18 +47,13 @@ def batches(tokenizer, sentences, batch_size):
         yield tokenizer([sentences[i] for i in order[start : start + batch_size]], return_tensors="pt", padding=True)
 
 
-def cut(row, eos):
-    row = row.tolist()
-    return row[: row.index(eos) + 1] if eos in row else row
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a folder written by train.py")
     add_corpus_argument(parser)
     parser.add_argument("--source_lang", default="de")
     parser.add_argument("--target_lang", default="en")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     parser.add_argument("--max_sentences", type=int, default=None)
     parser.add_argument("--max_new_tokens", type=int, default=128)
     parser.add_argument("--out")
@@ -69,7 +64,7 @@ def main(argv=None):
     test = load_parallel_dir(args.data_dir, args.source_lang, args.target_lang, splits=["test"])["test"]
     sentences = [pair[args.source_lang] for pair in test["translation"]][: args.max_sentences]
     results = {}
-    for name, kwargs in (("greedy", {"num_beams": 1}), ("beam 5", {"num_beams": 5})):
+    for name, kwargs in (("greedy", {"num_beams": 1}), (f"beam {NUM_BEAMS}", {"num_beams": NUM_BEAMS})):
         start = time.perf_counter()
         translate(model, tokenizer, sentences, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, **kwargs)
         results[name] = len(sentences) / (time.perf_counter() - start)
@@ -84,7 +79,7 @@ def main(argv=None):
         by_loop = hand_written_greedy(model, batch["input_ids"], batch["attention_mask"], args.max_new_tokens)
         loop_seconds += time.perf_counter() - start
         eos = model.config.eos_token_id
-        if [cut(r, eos) for r in by_generate] != [cut(r, eos) for r in by_loop]:
+        if [cut_at_eos(r.tolist(), eos) for r in by_generate] != [cut_at_eos(r.tolist(), eos) for r in by_loop]:
             raise AssertionError("generate() and the hand-written loop disagree")
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
-from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNN_TYPES, RNNSeq2SeqConfig
+from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNN_TYPES, VOCAB_SIZE, RNNSeq2SeqConfig
 from .data import DATA_ENV_VARIABLE, DEFAULT_HUB_DATASET, MULTI30K_SPLIT_STEMS
+from .translation import MAX_SOURCE_LENGTH, NUM_BEAMS
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class ModelSourceArguments:
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
     vocab_size: int = field(
-        default=8000, metadata={"help": "Size of the joint BPE vocabulary trained here (the model's vocab_size)."}
+        default=VOCAB_SIZE,
+        metadata={"help": "Size of the joint BPE vocabulary trained here (the model's vocab_size)."},
     )
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "Minimum count of a BPE merge."})
     license: str = field(default="apache-2.0", metadata={"help": "License tag written into the model card."})
@@ -160,7 +162,7 @@ class DataTrainingArguments:
     test_split_percentage: float = field(default=5.0, metadata={"help": "Percent of a lone train_file held out for test."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the hash that splits a lone train_file."})
     max_source_length: int = field(
-        default=128,
+        default=MAX_SOURCE_LENGTH,
         metadata={"help": "Training pairs with more source tokens (EOS included) are dropped; longer validation and "
                   "test sources are cut."},
     )  # fmt: skip
@@ -179,7 +181,8 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation pairs."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test pairs."})
     num_beams: int = field(
-        default=5, metadata={"help": "Beam size for the final evaluation, the test set and generation_config.json."}
+        default=NUM_BEAMS,
+        metadata={"help": "Beam size for the final evaluation, the test set and generation_config.json."},
     )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes that tokenize (default: the available CPU cores)."}

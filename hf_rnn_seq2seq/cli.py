@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .translation import MAX_SOURCE_LENGTH, load_model
+from .translation import BATCH_SIZE, MAX_SOURCE_LENGTH, load_model
 
 
 @contextmanager
@@ -25,7 +25,7 @@ def user_errors(parser: argparse.ArgumentParser):
 
 def _generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a folder written by train.py, or a Hub model id")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     parser.add_argument("--num_beams", type=int, default=None, help="default: the model's generation_config.json")
     parser.add_argument("--max_new_tokens", type=int, default=None)
     parser.add_argument(
@@ -114,6 +114,8 @@ def evaluate_main(argv=None) -> None:
 
 
 def plot_attention_main(argv=None) -> None:
+    from .plotting import MAX_NEW_TOKENS, attention_matrix, plot_attention
+
     parser = argparse.ArgumentParser(
         prog="hf-rnn-seq2seq-plot-attention",
         description="Translate a sentence greedily and write its cross-attention heatmap (a row per target token, a "
@@ -122,10 +124,8 @@ def plot_attention_main(argv=None) -> None:
     parser.add_argument("model", help="a folder written by train.py, or a Hub model id")
     parser.add_argument("sentence", help="the source sentence")
     parser.add_argument("--output", default="attention.png", help="PNG file to write")
-    parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--max_new_tokens", type=int, default=MAX_NEW_TOKENS)
     args = parser.parse_args(argv)
-    from .plotting import attention_matrix, plot_attention
-
     with user_errors(parser):
         model, tokenizer = load_model(args.model)
         source, target, weights = attention_matrix(model, tokenizer, args.sentence, args.max_new_tokens)

@@ -15,7 +15,7 @@ import torch
 
 from .text_files import normalize
 from .tokenization import reader_tokens
-from .translation import MAX_SOURCE_LENGTH
+from .translation import MAX_SOURCE_LENGTH, NUM_BEAMS, cut_at_eos
 
 DECODING_MODES = ("greedy", "beam search", "sampling")
 MAX_BEAMS = 10  # the demo's widest beam search and largest number of hypotheses, and the beam sweep's range
@@ -27,7 +27,7 @@ class Decoding:
     the model's generation_config.json."""
 
     mode: str = "beam search"
-    num_beams: int = 5
+    num_beams: int = NUM_BEAMS
     length_penalty: float = 1.0  # beam search: score = log-probability / length ** length_penalty
     temperature: float = 1.0
     top_p: float = 1.0
@@ -97,10 +97,6 @@ def encode_source(tokenizer, sentence: str) -> dict:
     return batch
 
 
-def _cut_at_eos(ids: list[int], eos_token_id: int) -> list[int]:
-    return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
-
-
 @torch.no_grad()
 def translate_with_attention(model, tokenizer, sentence: str, decoding: Decoding = Decoding()) -> Translation:
     """Translate `sentence` with `decoding`; every returned hypothesis with its score and attention."""
@@ -110,7 +106,7 @@ def translate_with_attention(model, tokenizer, sentence: str, decoding: Decoding
         torch.manual_seed(decoding.seed)
     out = model.generate(**batch, **kwargs, return_dict_in_generate=True, output_scores=True)
     start = model.config.decoder_start_token_id
-    generated = [_cut_at_eos(row[1:], tokenizer.eos_token_id) for row in out.sequences.tolist()]
+    generated = [cut_at_eos(row[1:], tokenizer.eos_token_id) for row in out.sequences.tolist()]
     beam_scores = out.sequences_scores.tolist() if kwargs["num_beams"] > 1 else [None] * len(generated)
 
     # One teacher-forced pass over all hypotheses (right-padded: the decoder reads left to right, so padding after a

@@ -12,8 +12,10 @@ import numpy as np  # noqa: E402
 
 from .hypotheses import Decoding, translate_with_attention  # noqa: E402
 
+MAX_NEW_TOKENS = 64  # the attention plot's longest translation: its rows stay readable
 
-def attention_matrix(model, tokenizer, sentence: str, max_new_tokens: int = 64):
+
+def attention_matrix(model, tokenizer, sentence: str, max_new_tokens: int = MAX_NEW_TOKENS):
     """Greedy-translate `sentence`; return (source tokens, target tokens, weights (target x source)), the tokens as a
     reader sees them and the target's last one EOS (unless the translation reached `max_new_tokens`)."""
     if model.config.attention_type == "none":

@@ -23,13 +23,15 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from .configuration_rnn_seq2seq import VOCAB_SIZE
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # list position = token id
 METASPACE = "▁"
 
 
 def train_bpe_tokenizer(
-    texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2
+    texts: Iterable[str], vocab_size: int = VOCAB_SIZE, min_frequency: int = 2
 ) -> PreTrainedTokenizerFast:
     """Train a joint BPE tokenizer on `texts` (training sentences of both languages).
 

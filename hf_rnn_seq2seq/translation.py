@@ -15,6 +15,8 @@ from .text_files import normalize
 logger = logging.getLogger(__name__)
 
 MAX_SOURCE_LENGTH = 128  # tokens, EOS included: the training recipe's --max_source_length
+NUM_BEAMS = 5  # the training recipe's --num_beams (its generation_config.json's) and the demo's default
+BATCH_SIZE = 64  # sentences translated by one generate() call
 
 
 def load_model(model_name_or_path: str):
@@ -37,23 +39,25 @@ def load_model(model_name_or_path: str):
     return model, tokenizer
 
 
+def cut_at_eos(ids: list[int], eos_token_id: int) -> list[int]:
+    """A generated row up to and including its first EOS: generate() fills the rest of a finished row (with padding,
+    or with EOS after beam search), and none of it counts."""
+    return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
+
+
 def decode(tokenizer, ids: np.ndarray) -> list[str]:
     """Token ids (generated, or labels padded with -100) to text, cut at the first EOS."""
     ids = np.where(ids < 0, tokenizer.pad_token_id, ids)
-    texts = []
-    for row in ids.tolist():
-        if tokenizer.eos_token_id in row:
-            # Finished beams are padded with EOS (pad_token_id is 0, falsy): nothing after it counts.
-            row = row[: row.index(tokenizer.eos_token_id)]
-        texts.append(tokenizer.decode(row, skip_special_tokens=True))
-    return texts
+    # EOS itself is a special token: the decoded text ends before it.
+    rows = [cut_at_eos(row, tokenizer.eos_token_id) for row in ids.tolist()]
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
 
 
 def translate(
     model,
     tokenizer,
     sentences: Sequence[str],
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     max_source_length: int = MAX_SOURCE_LENGTH,
     progress: bool = False,
     **generate_kwargs,

@@ -16,6 +16,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from hf_rnn_seq2seq import ATTENTION_TYPES, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+from hf_rnn_seq2seq.translation import cut_at_eos
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPAT_MATRIX = REPO_ROOT / "compat-matrix.toml"
@@ -221,13 +222,9 @@ def padded_batch(seed=0, lengths=(7, 4, 1, 6)):
     return ids, mask
 
 
-def cut_at_eos(sequence: list[int]) -> list[int]:
-    """Generated rows are filled after EOS (with pad or EOS): compare up to the first EOS."""
-    return sequence[: sequence.index(EOS) + 1] if EOS in sequence else sequence
-
-
 def as_lists(sequences: torch.Tensor) -> list[list[int]]:
-    return [cut_at_eos(row) for row in sequences.tolist()]
+    """Generated rows up to their first EOS, to compare."""
+    return [cut_at_eos(row, EOS) for row in sequences.tolist()]
 
 
 def run_remote_code_worker(inputs: dict, folders: list[Path], workdir: Path, pythonpath: Path | None = None,

@@ -10,7 +10,8 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq import RNNDecoderState, RNNSeq2SeqForConditionalGeneration
 from hf_rnn_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqDecoder
-from helpers import BOS, EOS, PAD, VARIANTS, VOCAB, as_lists, cut_at_eos, padded_batch, tiny_config, tiny_model
+from hf_rnn_seq2seq.translation import cut_at_eos
+from helpers import BOS, EOS, PAD, VARIANTS, VOCAB, as_lists, padded_batch, tiny_config, tiny_model
 
 
 @pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
@@ -27,7 +28,7 @@ def test_greedy_generate_equals_hand_written_argmax_loop(attention_type, input_f
                 prefix = torch.cat([prefix, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
                 if prefix[0, -1] == EOS:
                     break
-        assert cut_at_eos(generated[row].tolist()) == prefix[0].tolist()
+        assert cut_at_eos(generated[row].tolist(), EOS) == prefix[0].tolist()
 
 
 @pytest.mark.parametrize("attention_type,input_feeding,rnn_type", VARIANTS)
@@ -102,7 +103,7 @@ def test_beam_scores_equal_teacher_forced_log_probs(attention_type, input_feedin
     )
     for index, sequence in enumerate(out.sequences.tolist()):
         row = index // 2
-        sequence = cut_at_eos(sequence)
+        sequence = cut_at_eos(sequence, EOS)
         log_prob = sequence_log_prob(model, ids[row : row + 1], mask[row : row + 1], sequence)
         expected = log_prob / (len(sequence) - 1) ** length_penalty
         assert out.sequences_scores[index].item() == pytest.approx(expected, abs=1e-5)

@@ -21,9 +21,8 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from ..tokenization import METASPACE
 from .settings import JoeyNMTImportError, Segmentation, SpecialTokens
-
-METASPACE = "▁"
 
 
 def read_vocabulary(path: Path, specials: SpecialTokens) -> list[str]:
