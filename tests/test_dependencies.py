@@ -73,6 +73,8 @@ def test_the_matrix_proves_both_ends_of_the_declared_transformers_range():
     for end in (oldest, newest):
         assert end in releases, f"transformers {end}, an end of the tested range, is not in compat-matrix.toml"
         for name, version in releases[end].items():
+            if canonicalize_name(name) not in DECLARED:
+                continue  # kernels: what that release imports, not a dependency of the package
             requirement = DECLARED[canonicalize_name(name)]
             assert requirement.specifier.contains(version), f"{name}=={version} (matrix row {end}) outside {requirement}"
     assert TESTED_TRANSFORMERS == (compat_releases()[0]["transformers"], newest)
