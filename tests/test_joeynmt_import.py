@@ -249,7 +249,8 @@ def test_each_imported_models_card_names_its_cell_attention_and_input_feeding(jo
         variant = VARIANTS[name]
         card = ModelCard.load(imported["folder"] / "README.md")
         cell, other = ("LSTM", "GRU") if variant["rnn_type"] == "lstm" else ("GRU", "LSTM")
-        assert f"{cell} encoder–decoder with {variant['attention'].capitalize()}" in card.text, name
+        assert f"{cell} encoder–decoder with " in card.text, name
+        assert f"(the attention JoeyNMT calls \"{variant['attention']}\")" in card.text, name
         assert ("and input feeding" in card.text) == variant["input_feeding"], name
         assert other not in card.text and variant["rnn_type"] in card.data.tags and "joeynmt" in card.data.tags, name
 

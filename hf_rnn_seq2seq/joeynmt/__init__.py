@@ -83,6 +83,9 @@ def _write_model_card(output_dir: Path, settings, config_path: Path, checkpoint_
     from huggingface_hub import ModelCard, ModelCardData
 
     from ..publishing import architecture_in_words, model_tags
+    from .settings import ATTENTION_TYPES
+
+    joeynmt_attention = next(theirs for theirs, ours in ATTENTION_TYPES.items() if ours == model.config.attention_type)
 
     data = ModelCardData(
         language=[settings.source_lang, settings.target_lang],
@@ -97,8 +100,8 @@ def _write_model_card(output_dir: Path, settings, config_path: Path, checkpoint_
         f"---\n{data.to_yaml()}\n---\n\n"
         f"# JoeyNMT {settings.source_lang}→{settings.target_lang} recurrent model, imported\n\n"
         f"Converted by `hf-rnn-seq2seq-import-joeynmt` from the JoeyNMT 2.x model `{config_path.name}` + "
-        f"`{checkpoint_path.name}`: {architecture_in_words(model.config)}, {model.num_parameters():,} parameters, "
-        f"segmentation {kind}. "
+        f"`{checkpoint_path.name}`: {architecture_in_words(model.config)} (the attention JoeyNMT calls "
+        f"\"{joeynmt_attention}\"), {model.num_parameters():,} parameters, segmentation {kind}. "
         "It computes JoeyNMT's logits for the same input, and greedy search gives JoeyNMT's translations.\n\n"
         "```python\n"
         "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"

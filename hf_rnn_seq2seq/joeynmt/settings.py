@@ -19,6 +19,9 @@ from pathlib import Path
 
 import yaml
 
+# JoeyNMT's attention types as this model's (see above); the model card names both.
+ATTENTION_TYPES = {"bahdanau": "luong_concat", "luong": "luong_general"}
+
 
 class JoeyNMTImportError(ValueError):
     """A JoeyNMT model or file that cannot be imported exactly; the message names the option or file."""
@@ -147,8 +150,8 @@ def _model_settings(model: dict) -> dict:
              "model.decoder.embeddings.embedding_dim", "the same width as the source embeddings")  # fmt: skip
     _require(decoder.get("init_hidden", "bridge"), {"bridge"}, "model.decoder.init_hidden", "only 'bridge'")
     _require(decoder.get("activation", "tanh"), {"tanh"}, "model.decoder.activation", "only 'tanh'")
-    attention = _require(decoder.get("attention", "bahdanau"), {"bahdanau", "luong"}, "model.decoder.attention",
-                         "bahdanau or luong")  # fmt: skip
+    attention = _require(decoder.get("attention", "bahdanau"), set(ATTENTION_TYPES), "model.decoder.attention",
+                         " or ".join(ATTENTION_TYPES))  # fmt: skip
     hidden_size = decoder.get("hidden_size", 1)
     return {
         "embedding_dim": embedding_dim,
@@ -159,7 +162,7 @@ def _model_settings(model: dict) -> dict:
         "num_decoder_layers": decoder.get("num_layers", 1),
         "bidirectional_encoder": encoder.get("bidirectional", True),
         "rnn_type": rnn_type,
-        "attention_type": "luong_general" if attention == "luong" else "luong_concat",
+        "attention_type": ATTENTION_TYPES[attention],
         "attention_hidden_size": hidden_size,
         "attention_query_bias": False,
         "shared_bridge": True,
