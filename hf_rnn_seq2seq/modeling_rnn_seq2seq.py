@@ -726,7 +726,8 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
     _auto_class = "AutoModelForSeq2SeqLM"  # see RNNSeq2SeqModel
     # A dict in 5.x; 4.x iterates it as the list of tied keys.
     _tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
-    # A recurrent state cannot be rewound to a prefix: generate() refuses assisted decoding with a clear error.
+    # A recurrent state cannot be rewound to a prefix: generate() refuses assisted decoding with a clear error (up to
+    # transformers 5.24 on this flag; from 5.25, which dropped it, in `_validate_generation_mode` below).
     _is_stateful = True
 
     def __init__(self, config: RNNSeq2SeqConfig):
@@ -739,6 +740,14 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # the state is an RNNDecoderState, not a key/value cache
+
+    def _validate_generation_mode(self, generation_mode, *args, **kwargs):
+        if generation_mode == "assisted_generation":
+            raise ValueError(
+                f"assisted generation is not supported with stateful models, such as {type(self).__name__}: its "
+                "recurrent state cannot be rewound to a prefix when draft tokens are rejected"
+            )
+        return super()._validate_generation_mode(generation_mode, *args, **kwargs)
 
     def get_encoder(self, modality=None):
         return self.model.encoder

@@ -2,6 +2,7 @@
 
 import gzip
 import math
+import re
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_rnn_seq2seq import RNNDecoderState, RNNSeq2SeqForConditionalGeneration
-from hf_rnn_seq2seq.modeling_rnn_seq2seq import RNNSeq2SeqDecoder
+from hf_rnn_seq2seq.modeling_rnn_seq2seq import TESTED_TRANSFORMERS, RNNSeq2SeqDecoder
 from hf_rnn_seq2seq.translation import cut_at_eos
 from helpers import BOS, EOS, PAD, VARIANTS, VOCAB, as_lists, padded_batch, tiny_config, tiny_model
 
@@ -410,7 +411,8 @@ def test_an_argument_that_could_carry_state_is_never_dropped():
     model = tiny_model()
     ids, mask = padded_batch(seed=4)
     targets = torch.full((ids.shape[0], 1), BOS)
-    tested = r"tested with transformers 4\.46\.3 to 5\.24\.0, and this is transformers \d"
+    oldest, newest = map(re.escape, TESTED_TRANSFORMERS)
+    tested = rf"tested with transformers {oldest} to {newest}, and this is transformers \d"
     with pytest.raises(TypeError, match=r"does not understand: \['decoder_state'\].*" + tested):
         model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, decoder_state=object())
     with pytest.raises(TypeError, match=r"must be an RNNDecoderState, got a DynamicCache.*" + tested):
