@@ -6,7 +6,7 @@ this module as `common`.
 
 from pathlib import Path
 
-from hf_rnn_seq2seq.data import default_data_dir
+from hf_rnn_seq2seq.corpus import default_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,8 @@ import torch
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
 from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNN_TYPES, VOCAB_SIZE, RNNSeq2SeqConfig
-from .data import DATA_ENV_VARIABLE, DEFAULT_HUB_DATASET, MULTI30K_SPLIT_STEMS
+from .corpus import DATA_ENV_VARIABLE, DEFAULT_HUB_DATASET
+from .data import MULTI30K_SPLIT_STEMS
 from .translation import MAX_SOURCE_LENGTH, NUM_BEAMS
 
 logger = logging.getLogger(__name__)

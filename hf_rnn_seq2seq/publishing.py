@@ -10,7 +10,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .arguments import corpus_name
-from .data import DEFAULT_HUB_DATASET
+from .corpus import DEFAULT_HUB_DATASET
 from .modeling_rnn_seq2seq import TESTED_TRANSFORMERS
 
 logger = logging.getLogger(__name__)

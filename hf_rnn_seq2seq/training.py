@@ -40,7 +40,8 @@ from . import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
 from .allocator import give_back_freed_memory, keep_freed_memory_for_reuse
 from .arguments import FINE_TUNABLE_SETTINGS, DataTrainingArguments, ModelArguments, parse_args
 from .checkpoints import last_complete_checkpoint, set_aside_incomplete
-from .data import first, load_data
+from .corpus import load_data
+from .data import first
 from .metrics import load_metric
 from .preprocessing import cached_tokenizer, clean_training_pairs, tokenize_split
 from .publishing import push_output_folder, write_model_card

@@ -248,7 +248,7 @@ def test_data_error_is_a_value_error():
 def test_error_missing_split_of_parallel_files(tmp_path):
     """A train file alone, with no share held out for validation: train.py's split list names what is missing."""
     from hf_rnn_seq2seq.arguments import DataTrainingArguments
-    from hf_rnn_seq2seq.data import load_data
+    from hf_rnn_seq2seq.corpus import load_data
 
     train = write(tmp_path / "pairs.tsv", "Go.\tVa !\nHi.\tSalut.\n")
     data_args = DataTrainingArguments(
@@ -262,7 +262,7 @@ def test_error_missing_split_of_parallel_files(tmp_path):
 def test_error_missing_split_of_a_dataset_by_name(tmp_path):
     """--dataset_name takes what `datasets.load_dataset` reads: here a local folder holding a train split only."""
     from hf_rnn_seq2seq.arguments import DataTrainingArguments
-    from hf_rnn_seq2seq.data import load_data
+    from hf_rnn_seq2seq.corpus import load_data
 
     folder = tmp_path / "pairs"
     folder.mkdir()

@@ -9,7 +9,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hf_rnn_seq2seq import ATTENTION_TYPES
 from hf_rnn_seq2seq.arguments import DEFAULT_MODEL_CARD_TEMPLATE, DataTrainingArguments, ModelArguments
-from hf_rnn_seq2seq.data import DEFAULT_HUB_DATASET
+from hf_rnn_seq2seq.corpus import DEFAULT_HUB_DATASET
 from hf_rnn_seq2seq.publishing import ATTENTION_IN_WORDS, write_model_card
 from helpers import PYPROJECT, REPO_ROOT, compat_releases, tiny_model
 

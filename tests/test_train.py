@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from hf_rnn_seq2seq import RNNSeq2SeqConfig, arguments, data, training
+from hf_rnn_seq2seq import RNNSeq2SeqConfig, arguments, corpus, training
 from hf_rnn_seq2seq.data import DataError
 from helpers import REPO_ROOT, TINY, TRAIN_PY, in_fresh_process, read_json, train
 
@@ -195,7 +195,7 @@ def test_resume_last_without_a_checkpoint_says_so(tmp_path):
 def test_no_arguments_means_the_default_multi30k_job(multi30k_dir):
     model_args, data_args, args = arguments.parse_args([])
     assert (data_args.source_lang, data_args.target_lang) == ("de", "en")
-    assert data_args.data_dir is None and data.default_data_dir().resolve() == multi30k_dir.resolve()
+    assert data_args.data_dir is None and corpus.default_data_dir().resolve() == multi30k_dir.resolve()
     assert args.output_dir == os.path.join("runs", "multi30k-de-en")
     assert args.do_train and args.do_eval and args.do_predict and args.predict_with_generate
     assert args.label_smoothing_factor == 0  # the model's own label smoothing is the one setting
@@ -281,11 +281,11 @@ def test_arguments_from_one_yaml_file(tmp_path):
 
 def test_default_data_falls_back_to_the_hub_and_explains_offline(monkeypatch, tmp_path, caplog):
     """Installed (no source checkout), without $HF_RNN_SEQ2SEQ_DATA and offline: the error says what to pass."""
-    monkeypatch.setattr(data, "SOURCE_CHECKOUT", None)
-    monkeypatch.delenv(data.DATA_ENV_VARIABLE, raising=False)
-    assert data.default_data_dir() is None
+    monkeypatch.setattr(corpus, "SOURCE_CHECKOUT", None)
+    monkeypatch.delenv(corpus.DATA_ENV_VARIABLE, raising=False)
+    assert corpus.default_data_dir() is None
     with caplog.at_level("INFO", logger="hf_rnn_seq2seq"), pytest.raises(DataError, match="--data_dir") as error:
-        data.load_data(arguments.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
+        corpus.load_data(arguments.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
     message = str(error.value)
     assert "no corpus given" in message and "--dataset_name" in message and "--train_file" in message
     assert "train.de.gz" in message and "bentrevett/multi30k" in message and "$HF_RNN_SEQ2SEQ_DATA" in message
@@ -298,14 +298,14 @@ def test_default_data_is_hf_rnn_seq2seq_data_then_the_checkouts(multi30k_slice, 
     checkout = tmp_path / "checkout"
     beside = tmp_path / "shared" / "data" / "multi30k"
     shutil.copytree(multi30k_slice(train=30, validation=4, test=4), beside)
-    monkeypatch.setattr(data, "SOURCE_CHECKOUT", checkout)
-    monkeypatch.delenv(data.DATA_ENV_VARIABLE, raising=False)
-    assert data.default_data_dir() == beside
+    monkeypatch.setattr(corpus, "SOURCE_CHECKOUT", checkout)
+    monkeypatch.delenv(corpus.DATA_ENV_VARIABLE, raising=False)
+    assert corpus.default_data_dir() == beside
     chosen = tmp_path / "elsewhere"
-    monkeypatch.setenv(data.DATA_ENV_VARIABLE, str(chosen))
-    assert data.default_data_dir() == beside  # named, but holds no multi30k/: the next place
+    monkeypatch.setenv(corpus.DATA_ENV_VARIABLE, str(chosen))
+    assert corpus.default_data_dir() == beside  # named, but holds no multi30k/: the next place
     shutil.copytree(multi30k_slice(train=20, validation=4, test=4), chosen / "multi30k")
-    assert data.local_multi30k_candidates() == [chosen / "multi30k", beside]
-    assert data.default_data_dir() == chosen / "multi30k"
-    read = data.load_data(arguments.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
+    assert corpus.local_multi30k_candidates() == [chosen / "multi30k", beside]
+    assert corpus.default_data_dir() == chosen / "multi30k"
+    read = corpus.load_data(arguments.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
     assert len(read["train"]) == 20

@@ -16,7 +16,8 @@ from huggingface_hub import ModelCard
 from packaging.requirements import Requirement
 
 from hf_rnn_seq2seq.arguments import DEFAULT_MODEL_CARD_TEMPLATE
-from hf_rnn_seq2seq.data import DATA_ENV_VARIABLE, normalize
+from hf_rnn_seq2seq.corpus import DATA_ENV_VARIABLE
+from hf_rnn_seq2seq.data import normalize
 from helpers import CONSTRAINTS, PYPROJECT, REPO_ROOT, TINY, read_json, run
 
 PACKAGE = "hf_rnn_seq2seq"
