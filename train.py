@@ -1,4 +1,5 @@
-"""Train a GRU translation model (default: Multi30k German->English). See hf_rnn_seq2seq/training.py."""
+"""Train a translation model (default: a GRU with Luong attention on Multi30k German->English). See
+hf_rnn_seq2seq/training.py; installed, the same is `hf-rnn-seq2seq-train`."""
 
 from hf_rnn_seq2seq.cli import train_main
 

@@ -60,14 +60,14 @@ def _translate_lines(args, lines: list[str]) -> list[str]:
 
 def train_main(argv=None) -> None:
     """`train.py` as a console script (its results dict must not become the exit status). A corpus that is missing or
-    cannot be read (`DataError`, whose message names the file or the flags to pass) ends it with that message instead
-    of a traceback."""
+    cannot be read (`DataError`, whose message names the file or the flags to pass), or a file it was told to read that
+    is not there (a model card template, a checkpoint), ends it with that message instead of a traceback."""
     from .data import DataError
     from .training import main
 
     try:
         main(argv)
-    except DataError as error:
+    except (DataError, FileNotFoundError) as error:
         raise SystemExit(f"{os.path.basename(sys.argv[0])}: error: {error}") from None
 
 

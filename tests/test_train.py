@@ -309,3 +309,17 @@ def test_default_data_is_hf_rnn_seq2seq_data_then_the_checkouts(multi30k_slice, 
     assert corpus.default_data_dir() == chosen / "multi30k"
     read = corpus.load_data(arguments.DataTrainingArguments(), ["train"], cache_dir=str(tmp_path / "cache"))
     assert len(read["train"]) == 20
+
+
+def test_a_missing_model_card_template_ends_the_run_with_its_name_before_training(tmp_path, multi30k_slice):
+    """Checked before any data is read (not after hours of training), and said as a message, not a traceback."""
+    missing = tmp_path / "no-such-template.md"
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_PY), "--data_dir", str(multi30k_slice()), "--output_dir", str(tmp_path / "out"),
+         "--model_card_template", str(missing), *TINY],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"error: model card template {missing} not found: pass --model_card_template" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
