@@ -22,6 +22,7 @@ from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNN_TYPES, VOCAB_SIZE, RNNSeq2SeqConfig
 from .corpus import DATA_ENV_VARIABLE, DEFAULT_HUB_DATASET
 from .data import MULTI30K_SPLIT_STEMS
+from .precision import native_bfloat16
 from .translation import MAX_SOURCE_LENGTH, NUM_BEAMS
 
 logger = logging.getLogger(__name__)
@@ -269,10 +270,8 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
         # The upload is ours, at the end: the Trainer's own pushes (at every save and in save_model) would publish
         # its generic model card and its pickled training state (training_args.bin, optimizer.pt).
         self.push_at_end, self.push_to_hub = self.push_to_hub, False
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
-            # Launched as several processes on a machine without GPUs: without use_cpu the Trainer sees no
-            # distributed setup and every process trains its own copy of the model on all the data.
-            self.use_cpu = True
+        if not torch.accelerator.is_available():
+            self._train_on_the_cpu()
         if not (self.do_train or self.do_eval or self.do_predict):
             # No --do_* flag: the default job does all three. (Checked before the base class sets
             # do_eval from eval_strategy.)
@@ -289,6 +288,18 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
         if self.metric_for_best_model in ("bleu", "chrf") and not self.predict_with_generate:
             raise ValueError(f"metric_for_best_model={self.metric_for_best_model} needs --predict_with_generate")
         super().__post_init__()
+
+    def _train_on_the_cpu(self) -> None:
+        """Without GPUs, the settings the Trainer needs told: use_cpu for several processes (else it sees no
+        distributed setup and every process trains its own copy of the model on all the data) and for bf16 (else
+        it refuses bf16 as unsupported by a GPU), once the CPU is known to compute bf16 natively."""
+        if self.bf16 and not native_bfloat16(torch.device("cpu")):
+            raise ValueError(
+                "--bf16 true: this CPU does not compute bfloat16 natively (it has neither AVX-512 BF16 nor AMX), so "
+                "bf16 training would be slower than float32 here: leave --bf16 out"
+            )
+        if self.bf16 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            self.use_cpu = True
 
 
 def parse_args(argv: list[str] | None = None):

@@ -8,9 +8,15 @@ import os
 import sys
 from contextlib import contextmanager
 
-import torch
+from collections.abc import Callable, Iterable
 
-from .translation import BATCH_SIZE, MAX_SOURCE_LENGTH, load_model
+import torch
+from tqdm.auto import tqdm
+
+from .file_translation import WINDOW_LINES, TranslationJob, as_text, windows
+from .precision import DTYPE_CHOICES, resolve_dtype
+from .text_files import decode_lines, iter_lines
+from .translation import BATCH_SIZE, MAX_SOURCE_LENGTH, load_model, model_fingerprint
 
 
 @contextmanager
@@ -36,6 +42,10 @@ def _generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top_p", type=float, default=None)
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    parser.add_argument(
+        "--dtype", choices=DTYPE_CHOICES, default="float32",
+        help="compute in this type; auto: bfloat16 where the CPU or GPU computes it natively, else float32",
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
 
 
@@ -47,15 +57,64 @@ def _generate_kwargs(args) -> dict:
     return kwargs
 
 
-def _translate_lines(args, lines: list[str]) -> list[str]:
+def _load(args, device: torch.device | None = None):
+    device = torch.device("cpu") if device is None else device
+    return load_model(args.model, dtype=resolve_dtype(args.dtype, device), device=device)
+
+
+def _translator(args, model, tokenizer, batch_progress=False) -> Callable[[list[str], int], list[str]]:
+    """translate(lines, window_index): sampling is seeded per window, so that a window's translation depends on its
+    lines alone, whichever process translates it and wherever a run resumed. `batch_progress`: a bar of batches."""
     from .translation import translate
 
-    torch.manual_seed(args.seed)
-    model, tokenizer = load_model(args.model)
-    return translate(
-        model, tokenizer, lines, batch_size=args.batch_size, max_source_length=args.max_source_length,
-        progress=not args.no_progress, **_generate_kwargs(args),
-    )
+    def translate_window(lines: list[str], index: int) -> list[str]:
+        torch.manual_seed(args.seed + index)
+        return translate(
+            model, tokenizer, lines, batch_size=args.batch_size, max_source_length=args.max_source_length,
+            progress=batch_progress, **_generate_kwargs(args),
+        )
+
+    return translate_window
+
+
+def _translate_lines(args, lines: list[str]) -> list[str]:
+    model, tokenizer = _load(args)
+    return _translator(args, model, tokenizer, batch_progress=not args.no_progress)(lines, 0)
+
+
+def _stream(args, lines: Iterable[str]) -> None:
+    """Translate to stdout window by window, each window written as soon as it is done."""
+    translate_window = _translator(args, *_load(args))
+    with tqdm(unit="line", disable=args.no_progress, file=sys.stderr, desc="translating") as bar:
+        for index, window in enumerate(windows(lines, args.window)):
+            sys.stdout.write(as_text(translate_window(window, index)))
+            sys.stdout.flush()
+            bar.update(len(window))
+
+
+def _translate_file(args) -> None:
+    """--input to --output, resumable, on every process that torchrun or accelerate launch started."""
+    rank, processes = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    device = torch.device("cpu")
+    if torch.accelerator.is_available():
+        device = torch.device(torch.accelerator.current_accelerator().type, int(os.environ.get("LOCAL_RANK", 0)))
+    model, tokenizer = _load(args, device)
+    settings = {
+        "model_sha256": model_fingerprint(model), "dtype": str(model.dtype), "seed": args.seed,
+        "batch_size": args.batch_size, "max_source_length": args.max_source_length, **_generate_kwargs(args),
+    }  # fmt: skip
+    job = TranslationJob(args.input, args.output, settings, window=args.window)
+    if processes == 1:
+        job.run(_translator(args, model, tokenizer), progress=not args.no_progress)
+        return
+    torch.distributed.init_process_group("gloo")  # only for barriers: every process writes its own windows
+    try:
+        job.run(
+            _translator(args, model, tokenizer), rank=rank, processes=processes,
+            barrier=torch.distributed.barrier, progress=not args.no_progress,
+        )
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def train_main(argv=None) -> None:
@@ -73,20 +132,31 @@ def train_main(argv=None) -> None:
 
 def translate_main(argv=None) -> None:
     parser = argparse.ArgumentParser(
-        prog="hf-rnn-seq2seq-translate", description="Translate one sentence per line (a file or stdin) to stdout."
+        prog="hf-rnn-seq2seq-translate",
+        description="Translate one sentence per line (a file or stdin), window by window. With --output the "
+        "translation is resumable: the same command continues an interrupted run, and several processes (torchrun, "
+        "accelerate launch) share the file.",
     )
     _generation_arguments(parser)
-    parser.add_argument("--input", help="a text file, one sentence a line (default: stdin)")
+    parser.add_argument("--input", help="a text file, one sentence a line (.gz allowed; default: stdin)")
+    parser.add_argument("--output", help="write here, resumably (default: stdout, as each window is done)")
+    parser.add_argument(
+        "--window", type=int, default=WINDOW_LINES, help="lines read, sorted by length and translated together"
+    )
     args = parser.parse_args(argv)
     with user_errors(parser):
-        if args.input:
-            with open(args.input, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
+        if args.window < 1:
+            raise ValueError(f"--window must be a positive number of lines, got {args.window}")
+        if args.output:
+            if not args.input:
+                raise ValueError("--output needs --input: a resumable translation reads a file, not stdin")
+            _translate_file(args)
+        elif int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            raise ValueError("several processes share a file only with --input and --output")
+        elif args.input:
+            _stream(args, iter_lines(args.input, allow_empty=True))
         else:
-            lines = sys.stdin.read().splitlines()
-        translations = _translate_lines(args, lines)
-    for translation in translations:
-        print(translation)
+            _stream(args, decode_lines(sys.stdin.buffer, "<stdin>"))
 
 
 def evaluate_main(argv=None) -> None:

@@ -13,6 +13,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 from itertools import zip_longest
 from pathlib import Path
 
@@ -33,9 +34,28 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFC", _WHITESPACE.sub(" ", text)).strip()
 
 
-def iter_lines(path: str | Path) -> Iterator[str]:
-    """The lines of a (possibly gzip-compressed) UTF-8 text file without their line ends, read one at a time, so
-    that memory does not grow with the file; a bad byte is reported with its line and column."""
+def decode_lines(handle: BinaryIO, name: str | Path) -> Iterator[str]:
+    """The lines of a binary stream without their line ends (a UTF-8 byte-order mark dropped), read one at a time;
+    a byte that is not UTF-8 is refused with its line and column. Lines end at "\\n" only, as files count them."""
+    try:
+        for number, chunk in enumerate(handle, start=1):
+            chunk = chunk.removesuffix(b"\n")
+            try:
+                line = chunk.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{name}: line {number} is not valid UTF-8 (byte {chunk[e.start]:#04x} at column {e.start + 1})"
+                ) from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not text
+            yield line.rstrip("\r")
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a truncated gzip file raises EOFError
+        raise DataError(f"{name}: cannot be read ({e})") from e
+
+
+def iter_lines(path: str | Path, allow_empty: bool = False) -> Iterator[str]:
+    """The lines of a (possibly gzip-compressed) UTF-8 text file (`decode_lines`), so that memory does not grow with
+    the file. A file without text is refused unless `allow_empty` (a file to translate keeps its empty lines)."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -46,22 +66,10 @@ def iter_lines(path: str | Path) -> Iterator[str]:
         raise DataError(f"{path}: cannot be read ({e})") from e
     has_text = False
     with handle:
-        try:
-            for number, chunk in enumerate(handle, start=1):
-                chunk = chunk.removesuffix(b"\n")
-                try:
-                    line = chunk.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{path}: line {number} is not valid UTF-8 (byte {chunk[e.start]:#04x} at column {e.start + 1})"
-                    ) from None
-                if number == 1:
-                    line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not text
-                has_text = has_text or bool(line.strip())
-                yield line.rstrip("\r")
-        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; a truncated gzip file raises EOFError
-            raise DataError(f"{path}: cannot be read ({e})") from e
-    if not has_text:
+        for line in decode_lines(handle, path):
+            has_text = has_text or bool(line.strip())
+            yield line
+    if not has_text and not allow_empty:
         raise DataError(f"{path}: file is empty")
 
 

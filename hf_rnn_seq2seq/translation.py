@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,9 +20,10 @@ NUM_BEAMS = 5  # the training recipe's --num_beams (its generation_config.json's
 BATCH_SIZE = 64  # sentences translated by one generate() call
 
 
-def load_model(model_name_or_path: str):
+def load_model(model_name_or_path: str, dtype: torch.dtype | None = None, device: torch.device | str | None = None):
     """(model in eval mode, tokenizer) from a folder written by train.py or a Hub id, with a clear error for a
-    folder or id that is not an RNNSeq2Seq model (before its weights are read)."""
+    folder or id that is not an RNNSeq2Seq model (before its weights are read). `dtype`: the type to compute in
+    (default: the saved weights', float32); `device`: where (default: the CPU)."""
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from .configuration_rnn_seq2seq import RNNSeq2SeqConfig
@@ -34,9 +36,19 @@ def load_model(model_name_or_path: str):
             f"(model_type {RNNSeq2SeqConfig.model_type!r})"
         )
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path, config=config).eval()
+    loading = {} if dtype is None else {"dtype": dtype}
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path, config=config, **loading).eval()
     check_vocabulary(tokenizer, model.config, model_name_or_path)
-    return model, tokenizer
+    return (model if device is None else model.to(device)), tokenizer
+
+
+def model_fingerprint(model) -> str:
+    """sha256 of the model's tensors (names, dtypes, values): what a resumed translation checks it continues with."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def cut_at_eos(ids: list[int], eos_token_id: int) -> list[int]:

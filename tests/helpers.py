@@ -89,7 +89,7 @@ def hub_env(hub, tmp_path, name, token=None):
 
 def call_script(main, *args, stdin="", monkeypatch=None, capsys=None):
     """Run a console script's function in-process; returns (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
     try:
         main(list(map(str, args)))
         status = 0

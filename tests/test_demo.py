@@ -19,6 +19,7 @@ import torch
 from transformers import BartConfig, BartForConditionalGeneration
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+from hf_rnn_seq2seq.demo import ModelShelf
 from hf_rnn_seq2seq.demo.heatmap import attended, heatmap_html, hypotheses_html
 from hf_rnn_seq2seq.hypotheses import Decoding, Hypothesis, beam_sweep, translate_with_attention
 from hf_rnn_seq2seq.tokenization import reader_tokens
@@ -138,6 +139,16 @@ def test_refused_requests_say_why(trained, sentence, decoding, message):
     _, model, tokenizer = trained
     with pytest.raises(ValueError, match=message):
         translate_with_attention(model, tokenizer, sentence, decoding)
+
+
+def test_the_shelf_serves_models_in_the_dtype_it_is_given(trained):
+    """`hf-rnn-seq2seq-demo --dtype bfloat16`: the page's hypotheses are generate()'s in bfloat16."""
+    folder = trained[0]
+    model, tokenizer = ModelShelf([str(folder)], dtype=torch.bfloat16).get(str(folder))
+    assert model.dtype == torch.bfloat16
+    (best,) = translate_with_attention(model, tokenizer, SENTENCE, Decoding("greedy")).hypotheses
+    assert [best.token_ids] == generated_rows(model, tokenizer, SENTENCE, num_beams=1, do_sample=False)
+    assert best.attention.shape[0] == len(best.tokens) and np.isfinite(best.log_probability)
 
 
 def test_a_model_of_another_architecture_is_refused_by_name(bart_folder):

@@ -13,6 +13,9 @@ import yaml
 
 from hf_rnn_seq2seq import RNNSeq2SeqConfig, arguments, corpus, training
 from hf_rnn_seq2seq.data import DataError
+from hf_rnn_seq2seq.precision import native_bfloat16
+from hf_rnn_seq2seq.translation import load_model, translate
+from safetensors import safe_open
 from helpers import REPO_ROOT, TINY, TRAIN_PY, in_fresh_process, read_json, train
 
 def test_end_to_end_writes_a_hub_model_folder_that_loads_elsewhere(multi30k_slice, tmp_path):
@@ -91,6 +94,43 @@ def test_tiny_model_memorises_64_real_pairs(multi30k_slice, tmp_path):
     # with seeds 0-4 (standing in for other rounding) this recipe scored 97.7-100 here. 60 epochs at lr 1e-2 scored
     # 93.9 here, 89.6 on another machine, and 39 with seed 3.
     assert test["bleu"] > 90, test
+
+
+@pytest.mark.skipif(not native_bfloat16(torch.device("cpu")), reason="this CPU does not compute bfloat16 natively")
+def test_bf16_training_on_the_cpu_needs_no_other_flag_and_saves_float32_weights(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=64, same_splits=True)
+    out = tmp_path / "bf16"
+    train(
+        [
+            "--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--bf16", "true",
+            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "10",
+            "--vocab_size", "500", "--embedding_dim", "64", "--hidden_size", "128", "--encoder_hidden_size", "64",
+            "--dropout", "0", "--label_smoothing", "0", "--learning_rate", "5e-3",
+            "--lr_scheduler_type", "constant", "--warmup_steps", "0",
+            "--num_train_epochs", "100", "--per_device_train_batch_size", "16", "--num_beams", "1",
+            "--val_max_target_length", "64",
+        ],  # fmt: skip
+        cwd=tmp_path,
+    )
+    losses = [entry["loss"] for entry in read_json(out / "trainer_state.json")["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0] / 10, losses
+    assert read_json(out / "test_results.json")["bleu"] > 90  # decoded under the Trainer's bf16 autocast
+    assert read_json(out / "config.json")["dtype"] == "float32"
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        assert {weights.get_slice(name).get_dtype() for name in weights.keys()} == {"F32"}
+    # The trained model decoded in bfloat16 gives float32's translations.
+    sources = (data_dir / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()
+    model, tokenizer = load_model(str(out))
+    bf16_model, _ = load_model(str(out), dtype=torch.bfloat16)
+    assert bf16_model.dtype == torch.bfloat16
+    full, half = translate(model, tokenizer, sources, num_beams=1), translate(bf16_model, tokenizer, sources, num_beams=1)
+    assert sum(a == b for a, b in zip(full, half)) >= 0.95 * len(full)
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(arguments, "native_bfloat16", lambda device: False)
+    with pytest.raises(ValueError, match="--bf16 true: this CPU does not compute bfloat16 natively"):
+        arguments.parse_args(["--bf16", "true", "--output_dir", "unused"])
 
 
 def test_resume_from_checkpoint_continues_from_the_saved_step(multi30k_slice, tmp_path):

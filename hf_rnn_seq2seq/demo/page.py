@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import gradio as gr
 import matplotlib.pyplot as plt
+import torch
 
 from ..hypotheses import DECODING_MODES, MAX_BEAMS, Decoding, beam_sweep, translate_with_attention
 from ..plotting import beam_sweep_figure
@@ -31,8 +32,9 @@ class ModelShelf:
     """The models the page serves, each loaded once. A visitor may name another folder or Hub id; the last few of
     those stay loaded beside the ones the app started with."""
 
-    def __init__(self, names: list[str], extra_capacity: int = 2):
+    def __init__(self, names: list[str], extra_capacity: int = 2, dtype: torch.dtype | None = None):
         self.names = list(names)
+        self.dtype = dtype  # what every model computes in (default: its saved weights' type)
         self.extra_capacity = extra_capacity
         self._loaded: OrderedDict[str, tuple] = OrderedDict()
         self.lock = threading.Lock()  # one generate() at a time: the models and torch's seed are shared
@@ -43,7 +45,7 @@ class ModelShelf:
             raise ValueError("choose a model")
         if name not in self._loaded:
             try:
-                self._loaded[name] = load_model(name)
+                self._loaded[name] = load_model(name, dtype=self.dtype)
             except OSError as error:  # a missing folder, an unknown or unreachable Hub id, a missing file
                 raise ValueError(f"could not load {name!r}: {str(error).splitlines()[0]}") from error
             extras = [loaded for loaded in self._loaded if loaded not in self.names]
