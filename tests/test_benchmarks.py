@@ -75,6 +75,17 @@ def test_translate_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
     assert "| greedy |" in table and "| beam 5 |" in table and "overhead x" in table
 
 
+def test_translate_file_runs_on_a_tiny_budget(model_folder, multi30k_dir, tmp_path):
+    out = tmp_path / "translate_file.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "translate_file.py"), str(model_folder[0]), "--data_dir",
+         str(multi30k_dir), "--lines", "30", "--max_new_tokens", "3", "--processes", "1", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| greedy |", "| beam 5 |"))]
+    assert [row.split("|")[1:3] for row in rows] == [[" greedy ", " 1 "], [" beam 5 ", " 1 "]]
+
+
 def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
     """JoeyNMT runs in its own venv, .cache/joeynmt-venv, which .ci/run makes (a test installs nothing)."""
     out = tmp_path / "side_by_side.md"

@@ -16,13 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, cli
+from hf_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration, cli, precision
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.plotting import attention_figure, attention_matrix
 from hf_rnn_seq2seq.tokenization import reader_tokens
 from hf_rnn_seq2seq.tokenization import train_bpe_tokenizer
 from hf_rnn_seq2seq.data import normalize
-from hf_rnn_seq2seq.translation import MAX_SOURCE_LENGTH, decode, translate
+from hf_rnn_seq2seq.translation import MAX_SOURCE_LENGTH, decode, load_model, translate
 from helpers import MAX_NEW_TOKENS, call_script, read
 
 SCRIPTS = {
@@ -227,3 +227,19 @@ def test_a_tokenizer_of_another_vocabulary_is_refused(model_folder, multi30k_dir
     status, _, err = call_script(cli.translate_main, mixed, stdin="Ein Mann.\n", monkeypatch=monkeypatch, capsys=capsys)
     assert status == 2
     assert f"the tokenizer has {len(other)} tokens but {mixed} has vocab_size={len(tokenizer)}" in err
+
+
+def test_dtype_flag_loads_the_model_in_that_type(model_folder, monkeypatch, capsys):
+    """--dtype bfloat16 (and auto, where the CPU computes bfloat16 natively) translates in bfloat16; auto on a CPU
+    without it stays float32."""
+    loaded = []
+    monkeypatch.setattr(cli, "load_model", lambda *args, **kwargs: loaded.append(kwargs["dtype"]) or load_model(
+        *args, **kwargs))
+    for dtype in ("bfloat16", "float32"):
+        status, out, _ = call_script(cli.translate_main, model_folder[0], "--dtype", dtype, stdin="Ein Hund.\n\n",
+                                     monkeypatch=monkeypatch, capsys=capsys)
+        assert status == 0 and len(out.splitlines()) == 2
+    monkeypatch.setattr(precision, "native_bfloat16", lambda device: False)
+    call_script(cli.translate_main, model_folder[0], "--dtype", "auto", stdin="Ein Hund.\n", monkeypatch=monkeypatch,
+                capsys=capsys)
+    assert loaded == [torch.bfloat16, torch.float32, torch.float32]

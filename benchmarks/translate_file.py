@@ -1,0 +1,98 @@
+"""Translating a large file with the translate command: a corpus of `--lines` lines (the Multi30k training sources
+repeated), greedy and beam 5, with one process and with two (torchrun), timed end to end (model loading included)
+with the peak resident memory of all the command's processes together.
+
+    python benchmarks/translate_file.py runs/multi30k-de-en --out benchmarks/results/translate_file.md
+"""
+
+import argparse
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import torch
+from common import add_corpus_argument, emit
+
+from hf_rnn_seq2seq.file_translation import WINDOW_LINES
+from hf_rnn_seq2seq.translation import NUM_BEAMS
+
+SCRIPT = str(Path(sys.executable).with_name("hf-rnn-seq2seq-translate"))
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+
+
+def write_corpus(data_dir: Path, source_lang: str, lines: int, path: Path) -> None:
+    """`lines` lines: the training split's sources, over and over."""
+    with gzip.open(data_dir / f"train.{source_lang}.gz", "rt", encoding="utf-8") as handle:
+        sentences = handle.read().splitlines()
+    with open(path, "w", encoding="utf-8") as out:
+        for start in range(0, lines, len(sentences)):
+            out.write("".join(sentence + "\n" for sentence in sentences[: lines - start]))
+
+
+def run_measured(command: list[str], env: dict) -> tuple[float, float]:
+    """(seconds, peak MiB of the summed resident memory of the command and its children, sampled every 0.2 s)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    watched, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(member.memory_info().rss for member in tree))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.2)
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} exited with {process.returncode}")
+    return time.perf_counter() - start, peak / 2**20
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a folder written by train.py")
+    add_corpus_argument(parser)
+    parser.add_argument("--source_lang", default="de")
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--max_new_tokens", type=int, default=None)
+    parser.add_argument("--processes", default="1,2", help="comma-separated process counts")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+
+    folder = Path(tempfile.mkdtemp(prefix="translate_file_"))
+    try:
+        source = folder / f"corpus.{args.source_lang}"
+        write_corpus(Path(args.data_dir), args.source_lang, args.lines, source)
+        rows = []
+        for name, beams in (("greedy", 1), (f"beam {NUM_BEAMS}", NUM_BEAMS)):
+            for processes in map(int, args.processes.split(",")):
+                launcher = [SCRIPT] if processes == 1 else [TORCHRUN, "--nproc_per_node", str(processes), SCRIPT]
+                output = folder / f"{beams}-{processes}.out"
+                command = [*launcher, args.model, "--input", str(source), "--output", str(output), "--num_beams",
+                           str(beams), "--dtype", args.dtype, "--no_progress"]  # fmt: skip
+                if args.max_new_tokens:
+                    command += ["--max_new_tokens", str(args.max_new_tokens)]
+                seconds, peak = run_measured(command, {**os.environ, "PET_STANDALONE": "1"})
+                rows.append(f"| {name} | {processes} | {seconds:.0f} | {args.lines / seconds:.1f} | {peak:.0f} |")
+                output.unlink()
+    finally:
+        shutil.rmtree(folder)
+    emit([
+        f"Command: `python benchmarks/translate_file.py {args.model} --lines {args.lines} --dtype {args.dtype}`  ",
+        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}; date {time.strftime('%Y-%m-%d')}; "
+        f"{args.lines:,} lines ({args.source_lang}, Multi30k training sources repeated), the translate command with "
+        f"--output (windows of {WINDOW_LINES:,} lines), wall time including start-up and model loading",
+        "",
+        "| decoding | processes | seconds | sentences/s | peak memory, all processes (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *rows,
+    ], args.out)
+
+
+if __name__ == "__main__":
+    main()
