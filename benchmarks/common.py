@@ -4,7 +4,11 @@ The scripts run as `python benchmarks/NAME.py`, which puts this folder first on 
 this module as `common`.
 """
 
+import subprocess
+import time
 from pathlib import Path
+
+import psutil
 
 from hf_rnn_seq2seq.corpus import default_data_dir
 
@@ -27,3 +31,20 @@ def emit(lines: list[str], out: str | Path | None) -> str:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(table)
     return table
+
+
+def run_measured(command: list[str], env: dict) -> tuple[float, float]:
+    """(seconds, peak MiB of the summed resident memory of the command and its children, sampled every 0.2 s)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    watched, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(member.memory_info().rss for member in tree))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.2)
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} exited with {process.returncode}")
+    return time.perf_counter() - start, peak / 2**20

@@ -9,15 +9,13 @@ import argparse
 import gzip
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import torch
-from common import add_corpus_argument, emit
+from common import add_corpus_argument, emit, run_measured
 
 from hf_rnn_seq2seq.file_translation import WINDOW_LINES
 from hf_rnn_seq2seq.translation import NUM_BEAMS
@@ -33,23 +31,6 @@ def write_corpus(data_dir: Path, source_lang: str, lines: int, path: Path) -> No
     with open(path, "w", encoding="utf-8") as out:
         for start in range(0, lines, len(sentences)):
             out.write("".join(sentence + "\n" for sentence in sentences[: lines - start]))
-
-
-def run_measured(command: list[str], env: dict) -> tuple[float, float]:
-    """(seconds, peak MiB of the summed resident memory of the command and its children, sampled every 0.2 s)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    watched, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        try:
-            tree = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(member.memory_info().rss for member in tree))
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.2)
-    if process.returncode:
-        raise SystemExit(f"{' '.join(command)} exited with {process.returncode}")
-    return time.perf_counter() - start, peak / 2**20
 
 
 def main(argv=None):

@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from helpers import TINY
+
+from hf_rnn_seq2seq.precision import native_bfloat16
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,6 +88,24 @@ def test_translate_file_runs_on_a_tiny_budget(model_folder, multi30k_dir, tmp_pa
     )
     rows = [line for line in out.read_text().splitlines() if line.startswith(("| greedy |", "| beam 5 |"))]
     assert [row.split("|")[1:3] for row in rows] == [[" greedy ", " 1 "], [" beam 5 ", " 1 "]]
+
+
+@pytest.mark.skipif(not native_bfloat16(torch.device("cpu")), reason="this CPU does not compute bfloat16 natively")
+def test_precision_trains_and_decodes_both_ways_on_a_tiny_budget(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=64, validation=8, test=8)
+    out = tmp_path / "precision.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "precision.py"), "--data_dir", str(data_dir), "--runs_dir",
+         str(tmp_path / "runs"), "--out", str(out), "--", *TINY, "--max_steps", "2", "--eval_strategy", "no",
+         "--save_strategy", "no", "--load_best_model_at_end", "false"],
+        check=True, capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| float32 |")
+            or line.startswith("| bfloat16 |")]
+    assert [(row[0], row[4]) for row in rows] == [
+        ("| float32", "float32"), ("| float32", "bfloat16"), ("| bfloat16", "float32"), ("| bfloat16", "bfloat16")
+    ]
+    assert json.loads((tmp_path / "runs" / "bfloat16" / "config.json").read_text())["dtype"] == "float32"
 
 
 def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
