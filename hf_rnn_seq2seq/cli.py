@@ -104,17 +104,19 @@ def _translate_file(args) -> None:
         "batch_size": args.batch_size, "max_source_length": args.max_source_length, **_generate_kwargs(args),
     }  # fmt: skip
     job = TranslationJob(args.input, args.output, settings, window=args.window)
-    if processes == 1:
-        job.run(_translator(args, model, tokenizer), progress=not args.no_progress)
-        return
-    torch.distributed.init_process_group("gloo")  # only for barriers: every process writes its own windows
+    if processes > 1:
+        torch.distributed.init_process_group("gloo")  # only for barriers: every process writes its own windows
     try:
         job.run(
             _translator(args, model, tokenizer), rank=rank, processes=processes,
-            barrier=torch.distributed.barrier, progress=not args.no_progress,
+            barrier=torch.distributed.barrier if processes > 1 else lambda: None, progress=not args.no_progress,
         )
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to resume {args.output}", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
-        torch.distributed.destroy_process_group()
+        if processes > 1:
+            torch.distributed.destroy_process_group()
 
 
 def train_main(argv=None) -> None:

@@ -87,7 +87,7 @@ def patched(*args):
         if where == "half":  # _write_durably(path, data): half the data in its temporary file
             path, data = args
             path.with_name(path.name + ".tmp").write_bytes(data[: len(data) // 2])
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGINT if where == "interrupt" else signal.SIGKILL)
     return original(*args)
 
 setattr(owner, function_name, patched)
@@ -115,6 +115,20 @@ def test_a_run_killed_anywhere_resumes_to_the_same_bytes(model_folder, source_fi
     # The resumed run translated only what the killed one had not finished.
     translated = [int(done) for done, _ in re.findall(r"(\d+)/(\d+) \[", resumed.stderr)]
     assert 0 < translated[-1] < 50
+
+
+def test_ctrl_c_says_how_to_resume_and_the_same_command_resumes(model_folder, source_file, uninterrupted, tmp_path):
+    output = tmp_path / "out.en"
+    interrupted = subprocess.run(
+        [sys.executable, "-c", KILLER, "merge", "3", "interrupt", str(model_folder[0]), "--input",
+         str(source_file[0]), "--output", str(output), "--window", str(WINDOW)],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert f"interrupted: run the same command again to resume {output}" in interrupted.stderr
+    assert "Traceback" not in interrupted.stderr
+    translate_file(model_folder[0], source_file[0], output)
+    assert output.read_bytes() == uninterrupted
 
 
 def test_a_partial_run_is_not_resumed_with_other_settings(model_folder, source_file, tmp_path, monkeypatch, capsys):
