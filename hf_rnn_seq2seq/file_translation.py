@@ -92,7 +92,7 @@ class TranslationJob:
         record = {"identity": self.identity, "merged_windows": merged, "merged_bytes": size}
         _write_durably(self.work_folder / _PROGRESS, json.dumps(record, indent=1).encode())
 
-    def start_or_resume(self) -> dict:
+    def start_or_resume(self) -> None:
         """(First process only.) Continue the partial run of these same settings, or start afresh: OUTPUT emptied
         and a new record written. A partial run of other settings is refused rather than mixed with this one."""
         if (self.work_folder / _PROGRESS).exists():
@@ -111,12 +111,11 @@ class TranslationJob:
                     f"{self.output_path} is shorter than the {progress['merged_bytes']} bytes its progress record "
                     f"counts: delete {self.work_folder} to start over"
                 )
-            return progress
+            return
         shutil.rmtree(self.work_folder, ignore_errors=True)  # what a start interrupted before its record left
         self.work_folder.mkdir(parents=True)
         self.output_path.write_bytes(b"")
         self._record(0, 0)
-        return self.read_progress()
 
     def pending_windows(self, rank: int, processes: int) -> set[int]:
         """This process's share of the windows that are neither in OUTPUT nor translated and waiting."""
