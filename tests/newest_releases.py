@@ -8,6 +8,7 @@ resolution changes, which is how a new release reaches CI.
 
     python tests/newest_releases.py install    # prints the folder
     python tests/newest_releases.py describe FOLDER    # "transformers 5.25.0, tokenizers 0.23.3, ..."
+    python tests/newest_releases.py changed FOLDER     # what differs from this environment: "torch"
 """
 
 import importlib.metadata
@@ -72,10 +73,17 @@ def describe(folder: Path) -> str:
     return done.stdout.strip()
 
 
+def changed(folder: Path) -> list[str]:
+    """The packages whose newest release `folder` holds in place of this environment's."""
+    return sorted(installed_versions(folder))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["install"]:
         print(install())
     elif sys.argv[1:2] == ["describe"] and len(sys.argv) == 3:
         print(describe(Path(sys.argv[2])))
+    elif sys.argv[1:2] == ["changed"] and len(sys.argv) == 3:
+        print(" ".join(changed(Path(sys.argv[2]))))
     else:
-        raise SystemExit("usage: python tests/newest_releases.py install | describe FOLDER")
+        raise SystemExit("usage: python tests/newest_releases.py install | describe FOLDER | changed FOLDER")
