@@ -128,3 +128,14 @@ def test_pipeline_refuses_a_model_that_is_not_an_encoder_decoder_and_non_text_in
     object.__setattr__(decoder_only.config, "is_encoder_decoder", False)
     with pytest.raises(ValueError, match="not an encoder–decoder"):
         Seq2SeqTranslationPipeline(model=decoder_only, tokenizer=tokenizer)
+
+
+def test_pipeline_loads_a_folder_in_bfloat16_and_translates_like_its_generate(model_and_tokenizer, sentences, tmp_path):
+    model, tokenizer = model_and_tokenizer
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    translator = pipeline(TASK, model=str(tmp_path), dtype=torch.bfloat16)
+    assert translator.model.dtype == torch.bfloat16
+    bf16_model = RNNSeq2SeqForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    expected = generate_texts(bf16_model, tokenizer, sentences, num_beams=3)
+    assert [output["translation_text"] for output in translator(sentences, batch_size=4, num_beams=3)] == expected
