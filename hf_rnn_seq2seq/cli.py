@@ -6,9 +6,8 @@ import argparse
 import json
 import os
 import sys
-from contextlib import contextmanager
-
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 import torch
 from tqdm.auto import tqdm

@@ -48,13 +48,13 @@ def as_text(translations: list[str]) -> str:
 
 
 def scan_input(path: Path) -> tuple[str, int]:
-    """(sha256 of the file's bytes, its number of lines), reading it once; a line that is not UTF-8 is refused here,
-    with its number, before anything is translated."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest(), sum(1 for _ in iter_lines(path, allow_empty=True))
+    """(sha256 of the file's lines as text, its number of lines), reading it once; a line that is not UTF-8 is refused
+    here, with its number, before anything is translated."""
+    digest, count = hashlib.sha256(), 0
+    for line in iter_lines(path, allow_empty=True):
+        digest.update(line.encode() + b"\n")
+        count += 1
+    return digest.hexdigest(), count
 
 
 def _write_durably(path: Path, data: bytes) -> None:

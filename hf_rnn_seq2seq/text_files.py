@@ -13,9 +13,9 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO
 from itertools import zip_longest
 from pathlib import Path
+from typing import BinaryIO
 
 # Every whitespace character becomes a plain space: no-break spaces (French typography puts U+00A0 / U+202F before
 # "!?:;") would otherwise make "Va !" and "Va\u202f!" different strings for the tokenizer and for BLEU, and a tab or

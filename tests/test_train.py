@@ -73,21 +73,21 @@ def test_end_to_end_writes_a_hub_model_folder_that_loads_elsewhere(multi30k_slic
     assert loaded["translations"] == hypotheses
 
 
+# A recipe that memorises 64 real pairs (BLEU > 90 on them), trained and decoded by the tests below.
+MEMORISATION = [
+    *TINY, "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no",
+    "--vocab_size", "500", "--embedding_dim", "64", "--hidden_size", "128", "--encoder_hidden_size", "64",
+    "--dropout", "0", "--label_smoothing", "0", "--learning_rate", "5e-3",
+    "--lr_scheduler_type", "constant", "--warmup_steps", "0",
+    "--num_train_epochs", "100", "--per_device_train_batch_size", "16", "--num_beams", "1",
+    "--val_max_target_length", "64",
+]  # fmt: skip
+
+
 def test_tiny_model_memorises_64_real_pairs(multi30k_slice, tmp_path):
     data_dir = multi30k_slice(train=64, same_splits=True)  # the 64 pairs are also the "test" set
     out = tmp_path / "memorised"
-    train(
-        [
-            "--data_dir", str(data_dir), "--output_dir", str(out), *TINY,
-            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no",
-            "--vocab_size", "500", "--embedding_dim", "64", "--hidden_size", "128", "--encoder_hidden_size", "64",
-            "--dropout", "0", "--label_smoothing", "0", "--learning_rate", "5e-3",
-            "--lr_scheduler_type", "constant", "--warmup_steps", "0",
-            "--num_train_epochs", "100", "--per_device_train_batch_size", "16", "--num_beams", "1",
-            "--val_max_target_length", "64",
-        ],  # fmt: skip
-        cwd=tmp_path,
-    )
+    train(["--data_dir", str(data_dir), "--output_dir", str(out), *MEMORISATION], cwd=tmp_path)
     test = read_json(out / "test_results.json")
     assert test["num_samples"] == 64 and test["num_beams"] == 1
     # Far from the threshold on any machine: floating-point rounding differs between machines and thread counts, and
@@ -101,15 +101,7 @@ def test_bf16_training_on_the_cpu_needs_no_other_flag_and_saves_float32_weights(
     data_dir = multi30k_slice(train=64, same_splits=True)
     out = tmp_path / "bf16"
     train(
-        [
-            "--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--bf16", "true",
-            "--do_train", "--do_predict", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "10",
-            "--vocab_size", "500", "--embedding_dim", "64", "--hidden_size", "128", "--encoder_hidden_size", "64",
-            "--dropout", "0", "--label_smoothing", "0", "--learning_rate", "5e-3",
-            "--lr_scheduler_type", "constant", "--warmup_steps", "0",
-            "--num_train_epochs", "100", "--per_device_train_batch_size", "16", "--num_beams", "1",
-            "--val_max_target_length", "64",
-        ],  # fmt: skip
+        ["--data_dir", str(data_dir), "--output_dir", str(out), *MEMORISATION, "--bf16", "true", "--logging_steps", "10"],
         cwd=tmp_path,
     )
     losses = [entry["loss"] for entry in read_json(out / "trainer_state.json")["log_history"] if "loss" in entry]
