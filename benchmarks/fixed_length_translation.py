@@ -2,9 +2,10 @@
 
 Run by joeynmt_side_by_side.py in a fresh process (so that its peak memory is the translation's alone):
 
-    python benchmarks/fixed_length_translation.py MODEL_FOLDER MAX_NEW_TOKENS SENTENCES.json
+    python benchmarks/fixed_length_translation.py MODEL_FOLDER MAX_NEW_TOKENS SENTENCES.json [DTYPE]
 
-Prints one JSON line: seconds, mean output tokens before EOS (JoeyNMT's count), peak RSS in MiB.
+DTYPE: float32 (default) or bfloat16, the type the model computes in. Prints one JSON line: seconds, mean output
+tokens before EOS (JoeyNMT's count), peak RSS in MiB, and the translations.
 """
 
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
+from hf_rnn_seq2seq.precision import DTYPES
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, translate
 
 
@@ -32,8 +34,9 @@ class HoldBackEOS(LogitsProcessor):
 
 def main(argv: list[str]) -> None:
     folder, max_new_tokens, sentences = argv[0], int(argv[1]), json.loads(Path(argv[2]).read_text(encoding="utf-8"))
+    dtype = DTYPES[argv[3] if len(argv) > 3 else "float32"]
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=dtype)
     eos = model.config.eos_token_id
     hold_back_eos = LogitsProcessorList([HoldBackEOS(eos)])
     # HoldBackEOS replaces a min_new_tokens from the model's generation config (JoeyNMT's min_output_length, imported).
@@ -52,10 +55,11 @@ def main(argv: list[str]) -> None:
 
     model.generate = counting_generate
     start = time.perf_counter()
-    translate(model, tokenizer, sentences, batch_size=BATCH_SIZE, **fixed_length)
+    translations = translate(model, tokenizer, sentences, batch_size=BATCH_SIZE, **fixed_length)
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "output_tokens": sum(output_tokens) / len(output_tokens),
-                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "translations": translations}))  # fmt: skip
 
 
 if __name__ == "__main__":

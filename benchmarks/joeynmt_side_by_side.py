@@ -21,8 +21,12 @@ EOS score to -inf in place, as JoeyNMT does, where transformers' `min_new_tokens
 both do the same decoding work whatever their briefly trained models would stop at (JoeyNMT: `joeynmt test`, its own
 "Generation took" time; ours: `translate()`, the path of the translate command, timed around the call). JoeyNMT's
 trained checkpoint, imported with `hf-rnn-seq2seq-import-joeynmt`, is translated by ours too: the same weights doing
-the same work. The mean output length is reported beside the speed (JoeyNMT's is read from its hypotheses file,
-after its post-processing; its log shows min_output_length = max_output_length).
+the same work, in float32 and in bfloat16 (the weights loaded with `dtype=torch.bfloat16`). The mean output length is reported beside the speed (JoeyNMT's is read from its hypotheses file,
+after its post-processing; its log shows min_output_length = max_output_length), and the test BLEU (sacreBLEU) of
+each row's translations: with so brief a training it is low, and what it shows is whether the imported weights
+translate alike in float32 and bfloat16 (JoeyNMT's BPE pieces and the imported model's are joined to text by our
+tokenizer first). JoeyNMT's own BLEU is not comparable under the forced length: its hypotheses file holds fewer
+tokens than it decoded.
 
 JoeyNMT runs in its own virtual environment (`--joeynmt_venv`, made from `benchmarks/joeynmt-requirements.txt`
 by .ci/run, or by the command that file names). Run alone: a concurrent torch job slows both.
@@ -43,10 +47,13 @@ import torch
 from common import REPO, add_corpus_argument, emit
 
 from hf_rnn_seq2seq.configuration_rnn_seq2seq import VOCAB_SIZE
+from hf_rnn_seq2seq.metrics import load_metric
+from hf_rnn_seq2seq.text_files import normalize
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS
 
 JOEYNMT_REQUIREMENTS = REPO / "benchmarks" / "joeynmt-requirements.txt"
 JOEYNMT = "JoeyNMT 2.3, Bahdanau + input feeding"
+IMPORTED = "ours, JoeyNMT's trained weights imported"
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>"]  # JoeyNMT's special tokens (ids 0-3)
 
 
@@ -199,16 +206,18 @@ def run_joeynmt(args, work: Path, python: Path) -> dict:
         "translate_peak_mib": test_mib,
         "output_tokens": sum(len(h.split()) for h in hypotheses) / len(hypotheses),
         "sentences": len(hypotheses),
+        "pieces": hypotheses,
     }
 
 
-def translation_speed(args, folder: Path, sentences: list[str], work: Path) -> dict:
-    """Our beam-5 translation of `sentences` with `folder`'s model, in a fresh process (its own peak memory)."""
+def translation_speed(args, folder: Path, sentences: list[str], work: Path, dtype: str = "float32") -> dict:
+    """Our beam-5 translation of `sentences` with `folder`'s model computing in `dtype`, in a fresh process (its own
+    peak memory)."""
     sentences_file = work / f"{folder.name}-sentences.json"
     sentences_file.write_text(json.dumps(sentences), encoding="utf-8")
     translated, _ = timed(
         [sys.executable, str(REPO / "benchmarks" / "fixed_length_translation.py"), str(folder),
-         str(args.max_output_length), str(sentences_file)],
+         str(args.max_output_length), str(sentences_file), dtype],
         work,
     )  # fmt: skip
     translation = json.loads(translated.stdout.strip().splitlines()[-1])
@@ -217,6 +226,7 @@ def translation_speed(args, folder: Path, sentences: list[str], work: Path) -> d
         "translate_peak_mib": translation["peak_mib"],
         "output_tokens": translation["output_tokens"],
         "sentences": len(sentences),
+        "translations": translation["translations"],
     }
 
 
@@ -228,13 +238,28 @@ def parameter_count(folder: Path) -> int:
         return RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqConfig(**config)).num_parameters()
 
 
-def run_imported(args, work: Path) -> dict:
-    """JoeyNMT's trained checkpoint imported, translating the same segmented test sentences JoeyNMT translated."""
+def run_imported(args, work: Path) -> dict[str, dict]:
+    """JoeyNMT's trained checkpoint imported, translating the same segmented test sentences JoeyNMT translated, in
+    float32 and in bfloat16: rows by name."""
     from hf_rnn_seq2seq.joeynmt import import_joeynmt
 
     folder = import_joeynmt(work / "joeynmt.yaml", work / "joeynmt_model" / "best.ckpt", work / "ours_imported")
     sentences = (work / "corpus" / "test.de").read_text(encoding="utf-8").splitlines()
-    return {"parameters": parameter_count(folder), **translation_speed(args, folder, sentences, work)}
+    rows = {}
+    for dtype, name in (("float32", IMPORTED), ("bfloat16", f"{IMPORTED}, bfloat16")):
+        translation = translation_speed(args, folder, sentences, work, dtype)
+        translation["pieces"] = translation.pop("translations")  # word-level model: its output is BPE pieces
+        rows[name] = {"parameters": parameter_count(folder), **translation}
+    return rows
+
+
+def test_bleu(row: dict, corpus: dict) -> float:
+    """sacreBLEU of a row's test translations; BPE pieces joined by spaces (JoeyNMT's, the imported model's) are
+    joined to text by our tokenizer first."""
+    tokenizer = corpus["tokenizer"]
+    texts = row.get("translations") or [tokenizer.convert_tokens_to_string(line.split()) for line in row["pieces"]]
+    references = [normalize(en) for _, en in corpus["pairs"]["test"]]
+    return load_metric().compute(predictions=[normalize(text) for text in texts], references=references)["bleu"]
 
 
 def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) -> dict:
@@ -257,6 +282,11 @@ def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) 
         "train_peak_mib": train_mib,
         **translation_speed(args, out, [de for de, _ in corpus["pairs"]["test"]], work),
     }
+
+
+def figures(rows: dict[str, dict]) -> dict[str, dict]:
+    """The rows without their translations, for the log."""
+    return {name: {key: value for key, value in row.items() if not isinstance(value, list)} for name, row in rows.items()}
 
 
 def main(argv=None):
@@ -282,8 +312,8 @@ def main(argv=None):
     python = joeynmt_python(Path(args.joeynmt_venv))
     corpus = write_segmented_corpus(args, work)
     rows = {JOEYNMT: run_joeynmt(args, work, python)}
-    print(rows, file=sys.stderr)
-    rows["ours, JoeyNMT's trained weights imported"] = run_imported(args, work)
+    print(figures(rows), file=sys.stderr)
+    rows.update(run_imported(args, work))
     joeynmt_model = [
         "--attention_type", "luong_concat", "--attention_query_bias", "false", "--input_feeding", "true",
         "--attention_hidden_size", str(args.hidden_size), "--attentional_size", str(args.hidden_size),
@@ -293,7 +323,7 @@ def main(argv=None):
     rows["ours, Luong general (fast path, another model)"] = run_ours(
         args, work, "luong", ["--attention_type", "luong_general", "--input_feeding", "false"], corpus
     )
-    print(rows, file=sys.stderr)
+    print(figures(rows), file=sys.stderr)
 
     joey = rows[JOEYNMT]
     lines = [
@@ -307,8 +337,8 @@ def main(argv=None):
         "both",
         "",
         "| system | parameters | train target tok/s | × JoeyNMT | s/epoch | train peak MiB | "
-        f"beam-{NUM_BEAMS} sent/s | × JoeyNMT | mean output tokens | translate peak MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"beam-{NUM_BEAMS} sent/s | × JoeyNMT | mean output tokens | translate peak MiB | test BLEU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in rows.items():
         sentences_per_second = row["sentences"] / row["translate_seconds"]
@@ -321,7 +351,7 @@ def main(argv=None):
         lines.append(
             f"| {name} | {row['parameters']:,} {training} "
             f"{sentences_per_second:.1f} | {sentences_per_second / (joey['sentences'] / joey['translate_seconds']):.2f} | "
-            f"{row['output_tokens']:.1f} | {row['translate_peak_mib']:.0f} |"
+            f"{row['output_tokens']:.1f} | {row['translate_peak_mib']:.0f} | {test_bleu(row, corpus):.2f} |"
         )
     emit(lines, args.out)
 

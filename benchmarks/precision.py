@@ -22,7 +22,7 @@ from common import REPO, add_corpus_argument, emit, run_measured
 from hf_rnn_seq2seq.data import load_parallel_dir
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.text_files import normalize
-from hf_rnn_seq2seq.translation import NUM_BEAMS, load_model, translate
+from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, load_model, translate
 
 PRECISIONS = {"float32": [], "bfloat16": ["--bf16", "true"]}  # train.py's flags for each
 
@@ -39,6 +39,7 @@ def train(run: Path, flags: list[str]) -> tuple[str, str]:
 def decode(run: Path, dtype: str, sources: list[str], references: list[str]) -> tuple[float, float]:
     """(test BLEU, sentences a second) of the run's model decoded with beam 5 in `dtype`."""
     model, tokenizer = load_model(str(run), dtype=getattr(torch, dtype))
+    translate(model, tokenizer, sources[:BATCH_SIZE], num_beams=NUM_BEAMS)  # warm-up: oneDNN sets up its kernels
     start = time.perf_counter()
     hypotheses = translate(model, tokenizer, sources, num_beams=NUM_BEAMS)
     speed = len(sources) / (time.perf_counter() - start)
@@ -69,7 +70,7 @@ def main(argv=None):
         f"Command: `python benchmarks/precision.py --runs_dir {args.runs_dir} {' '.join(args.train_flags)}`  ",
         f"Machine: {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}; date "
         f"{time.strftime('%Y-%m-%d')}; the default job (Multi30k de→en), test_2016_flickr ({len(sources)} sentences), "
-        f"beam {NUM_BEAMS}, batch 64",
+        f"beam {NUM_BEAMS}, batch {BATCH_SIZE}, speed after a warm-up batch",
         "",
         "| trained in | train.py wall time | peak memory (MiB) | training target tokens/s | decoded in | test BLEU | "
         "sentences/s |",

@@ -125,14 +125,15 @@ def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
     }
     joeynmt, imported, configured = "JoeyNMT 2.3, Bahdanau + input feeding", "ours, JoeyNMT's trained weights imported", \
         "ours, JoeyNMT's model trained"  # fmt: skip
-    assert list(rows) == [joeynmt, imported, configured, "ours, Luong general (fast path, another model)"]
+    imported_bf16 = f"{imported}, bfloat16"
+    assert list(rows) == [joeynmt, imported, imported_bf16, configured, "ours, Luong general (fast path, another model)"]
     # The same model: JoeyNMT's parameter count, whether imported or configured and trained here.
-    assert rows[joeynmt][0] == rows[imported][0] == rows[configured][0]
-    assert rows[imported][1] == "—"  # trained by JoeyNMT
+    assert rows[joeynmt][0] == rows[imported][0] == rows[imported_bf16][0] == rows[configured][0]
+    assert rows[imported][1] == rows[imported_bf16][1] == "—"  # trained by JoeyNMT
     for name, row in rows.items():
-        sentences_per_second, output_tokens = float(row[5]), float(row[7])
-        assert sentences_per_second > 0 and 0 < output_tokens <= 8
-        assert name == imported or float(row[1]) > 0
+        sentences_per_second, output_tokens, bleu = float(row[5]), float(row[7]), float(row[9])
+        assert sentences_per_second > 0 and 0 < output_tokens <= 8 and 0 <= bleu <= 100
+        assert name in (imported, imported_bf16) or float(row[1]) > 0
 
 
 def test_attention_story_scores_each_length_bucket(multi30k_slice, tmp_path):
