@@ -42,6 +42,7 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--max_new_tokens", type=int, default=None)
     parser.add_argument("--processes", default="1,2", help="comma-separated process counts")
+    parser.add_argument("--beams", default=f"1,{NUM_BEAMS}", help="comma-separated beam sizes (1: greedy)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
@@ -50,7 +51,8 @@ def main(argv=None):
         source = folder / f"corpus.{args.source_lang}"
         write_corpus(Path(args.data_dir), args.source_lang, args.lines, source)
         rows = []
-        for name, beams in (("greedy", 1), (f"beam {NUM_BEAMS}", NUM_BEAMS)):
+        for beams in map(int, args.beams.split(",")):
+            name = "greedy" if beams == 1 else f"beam {beams}"
             for processes in map(int, args.processes.split(",")):
                 launcher = [SCRIPT] if processes == 1 else [TORCHRUN, "--nproc_per_node", str(processes), SCRIPT]
                 output = folder / f"{beams}-{processes}.out"
@@ -64,7 +66,8 @@ def main(argv=None):
     finally:
         shutil.rmtree(folder)
     emit([
-        f"Command: `python benchmarks/translate_file.py {args.model} --lines {args.lines} --dtype {args.dtype}`  ",
+        f"Command: `python benchmarks/translate_file.py {args.model} --lines {args.lines} --dtype {args.dtype} "
+        f"--beams {args.beams} --processes {args.processes}`  ",
         f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}; date {time.strftime('%Y-%m-%d')}; "
         f"{args.lines:,} lines ({args.source_lang}, Multi30k training sources repeated), the translate command with "
         f"--output (windows of {WINDOW_LINES:,} lines), wall time including start-up and model loading",
