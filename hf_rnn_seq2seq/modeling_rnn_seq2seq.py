@@ -184,6 +184,13 @@ def _rnn_class(rnn_type: str) -> type[nn.Module]:
     return getattr(nn, rnn_type.upper())
 
 
+def _zero_state(rnn: nn.Module, inputs: torch.Tensor):
+    """nn.GRU/nn.LSTM's default start state made explicit, (1, B, H) zeros (h and c of an LSTM): given, it keeps
+    the batch size variable in an ONNX export, which fixes the traced one where the RNN makes its own."""
+    zeros = inputs.new_zeros(1, inputs.shape[0], rnn.hidden_size)
+    return (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros
+
+
 def reverse_within_length(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse the first `lengths[b]` positions of each row, leaving its padding where it is: (B, S, *) -> (B, S, *).
 
@@ -248,9 +255,10 @@ class RNNSeq2SeqEncoder(nn.Module):
         all_states = (inputs_embeds,) if output_hidden_states else None
         for i, forward_rnn in enumerate(self.forward_layers):
             inputs = self.dropout(states)
-            states = forward_rnn(inputs)[0]  # (B, S, He)
+            states = forward_rnn(inputs, _zero_state(forward_rnn, inputs))[0]  # (B, S, He)
             if self.backward_layers is not None:
-                backward = self.backward_layers[i](reverse_within_length(inputs, lengths))[0]
+                backward_rnn = self.backward_layers[i]
+                backward = backward_rnn(reverse_within_length(inputs, lengths), _zero_state(backward_rnn, inputs))[0]
                 states = torch.cat([states, reverse_within_length(backward, lengths)], dim=-1)  # (B, S, K)
             states = states * keep
             if output_hidden_states:
@@ -454,19 +462,27 @@ class RNNSeq2SeqDecoder(nn.Module):
         """inputs (N, T, In), hidden (L, N, H|2H), context_gates (N, 1, 3H|4H) (one step, c_t not in inputs) or None ->
         top states (N, T, H), new hidden (L, N, H|2H), per-layer states."""
         layer_states, last_hidden = [], []
+        # A decoding step (one token, no gradient) computes each cell from its gate equations: the same result as
+        # nn.GRU/nn.LSTM, as fast at one time step, and a graph of plain matrix products for the ONNX export.
+        one_step = inputs.shape[1] == 1 and not torch.is_grad_enabled()
         for i, rnn in enumerate(self.layers):
+            layer_input = self.dropout(inputs) if i > 0 else inputs
             if i == 0 and context_gates is not None:
-                first = self.premultiplied.first_layer_step(inputs[:, 0], context_gates[:, 0], hidden[0])[None]
-                inputs = first[0, :, None, : self.hidden_size]  # (N, 1, H)
+                new = self.premultiplied.first_layer_step(layer_input[:, 0], context_gates[:, 0], hidden[0])[None]
+            elif one_step:
+                gates = nn.functional.linear(layer_input[:, 0], rnn.weight_ih_l0, rnn.bias_ih_l0)
+                new = _rnn_step_from_gates(rnn, gates, hidden[i])[None]  # (1, N, H|2H)
+            else:
+                h = hidden[i : i + 1]
+                if isinstance(rnn, nn.LSTM):
+                    h = tuple(part.contiguous() for part in h.chunk(2, dim=-1))  # (h, c)
+                inputs, h = rnn(layer_input, h)
                 layer_states.append(inputs)
-                last_hidden.append(first)  # (1, N, H|2H)
+                last_hidden.append(torch.cat(h, dim=-1) if isinstance(rnn, nn.LSTM) else h)
                 continue
-            h = hidden[i : i + 1]
-            if isinstance(rnn, nn.LSTM):
-                h = tuple(part.contiguous() for part in h.chunk(2, dim=-1))  # (h, c)
-            inputs, h = rnn(self.dropout(inputs) if i > 0 else inputs, h)
+            inputs = new[0, :, None, : self.hidden_size]  # (N, 1, H): the h of an LSTM's [h; c]
             layer_states.append(inputs)
-            last_hidden.append(torch.cat(h, dim=-1) if isinstance(rnn, nn.LSTM) else h)
+            last_hidden.append(new)
         return inputs, torch.cat(last_hidden, dim=0), layer_states
 
     def _forward_sequence(self, embedded, encoder_states, encoder_mask, state, fixed_terms):

@@ -108,6 +108,23 @@ def test_precision_trains_and_decodes_both_ways_on_a_tiny_budget(multi30k_slice,
     assert json.loads((tmp_path / "runs" / "bfloat16" / "config.json").read_text())["dtype"] == "float32"
 
 
+def test_onnx_speed_runs_on_a_tiny_budget(model_folder, multi30k_slice, tmp_path):
+    out = tmp_path / "onnx_speed.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "onnx_speed.py"), str(model_folder[0]), "--data_dir",
+         str(multi30k_slice(train=64, validation=8, test=8)), "--latency_sentences", "3", "--work_dir",
+         str(tmp_path / "work"), "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith(("| PyTorch", "| onnx"))]
+    assert [(row[0], row[1]) for row in rows] == [
+        (f"| {runtime}", decoding) for runtime in ("PyTorch float32", "onnxruntime float32", "onnxruntime int8")
+        for decoding in ("greedy", "beam 5")
+    ]
+    # The float32 export translates as generate() does: the same BLEU.
+    assert rows[0][2] == rows[2][2] and rows[1][2] == rows[3][2]
+
+
 def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
     """JoeyNMT runs in its own venv, .cache/joeynmt-venv, which .ci/run makes (a test installs nothing)."""
     out = tmp_path / "side_by_side.md"

@@ -57,6 +57,9 @@ def workdir(tiny_run, multi30k_dir, tmp_path_factory):
     for lang in ("de", "en"):
         lines = read_lines(multi30k_dir / f"val.{lang}.gz", 100, NEW_PAIRS)
         (workdir / f"new.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # The deployment section's export, which its Python block then runs.
+    export = readme_command("hf-rnn-seq2seq-export-onnx")
+    run([str(Path(sys.executable).with_name(export[0])), *export[1:]], cwd=workdir)
     return workdir
 
 
@@ -127,6 +130,11 @@ def test_the_pipeline_snippet_translates_like_generate(snippets_ran, workdir):
     outputs = ast.literal_eval(result.stdout.splitlines()[1])
     expected = beam_translations(workdir, ["Ein Hund läuft.", "Zwei Männer."])
     assert outputs == [{"translation_text": text} for text in expected]
+
+
+def test_the_onnxruntime_snippet_translates_like_generate(snippets_ran, workdir):
+    _, result = snippets_ran
+    assert ast.literal_eval(result.stdout.splitlines()[-1]) == beam_translations(workdir, ["Ein Hund läuft."])
 
 
 def test_the_push_snippet_publishes_a_loadable_repository(snippets_ran, workdir):

@@ -223,3 +223,13 @@ def test_the_quoted_large_corpus_figures_are_the_scale_table_s(document):
         f"peak memory {first[8]} GB, {growth}% more than at 1M pairs (the second run's median: {second[8]} GB, "
         f"{second_growth}% more)",
     )
+
+
+def test_the_readme_onnx_table_is_the_benchmark_s():
+    """README: runtime | test BLEU, beam 5 | beam-5 sentences/s | ms, 15-word sentence alone, greedy | install MiB."""
+    measured = {(row[0], row[1]): row for row in results_table("onnx_speed.md") if len(row) == 7}
+    quoted = [row for row in table_rows(README) if row[0].startswith(("PyTorch float32", "onnxruntime"))]
+    assert [row[0] for row in quoted] == ["PyTorch float32", "onnxruntime float32", "onnxruntime int8"]
+    for runtime, bleu, sentences_per_second, milliseconds, mib in quoted:
+        beam, greedy = measured[(runtime, "beam 5")], measured[(runtime, "greedy")]
+        assert [bleu, sentences_per_second, milliseconds, mib] == [beam[2], beam[3], greedy[5], beam[6]], runtime
