@@ -19,12 +19,17 @@ from helpers import BOS, EOS, PAD, VARIANTS, VOCAB, call_script, padded_batch, t
 from test_compat_matrix import MODELS
 
 MAX_NEW_TOKENS = 8
-# Every variant of the model tests, and JoeyNMT's recurrent model as its importer writes it.
+# Every variant of the model tests, JoeyNMT's recurrent model as its importer writes it, and a one-layer model with a
+# unidirectional encoder and its own attention and encoder widths.
 SHAPES = {variant_name(*variant): (variant, {}) for variant in VARIANTS} | {
     "joeynmt_lstm": (("luong_concat", True, "lstm"), {
         key: value for key, value in MODELS["joeynmt_lstm"][1].items()
         if key not in ("attention_type", "input_feeding", "rnn_type")
     }),
+    "unidirectional": (("bahdanau", False, "gru"), dict(
+        bidirectional_encoder=False, num_encoder_layers=1, num_decoder_layers=1, encoder_hidden_size=20,
+        attention_hidden_size=6,
+    )),
 }  # fmt: skip
 
 
