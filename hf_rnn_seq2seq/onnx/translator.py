@@ -57,7 +57,6 @@ class OnnxTranslator:
             )
         self.tokenizer = Tokenizer.from_file(str(folder / self.config["tokenizer"]))
         self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
         self.encoder, self.decoder = (
             self._session(folder / self.config[graph], providers, session_options) for graph in ("encoder", "decoder")
         )
@@ -74,11 +73,11 @@ class OnnxTranslator:
 
     def encode(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
         """Right-padded source ids and mask (B, S), int64, and how many sentences were cut to max_source_length."""
-        limit = self.config["max_source_length"]
-        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(sentences)]
-        too_long = sum(len(row) > limit for row in ids)
-        # As transformers' truncation of a sequence with a final EOS: the EOS stays.
-        ids = [row if len(row) <= limit else row[: limit - 1] + row[-1:] for row in ids]
+        # The tokenizer's own truncation, as transformers' truncation=True: its special tokens (the final EOS) stay.
+        self.tokenizer.enable_truncation(max_length=self.config["max_source_length"])
+        encodings = self.tokenizer.encode_batch(sentences)
+        too_long = sum(bool(encoding.overflowing) for encoding in encodings)
+        ids = [encoding.ids for encoding in encodings]
         width = max(map(len, ids))
         input_ids = np.full((len(ids), width), self.config["pad_token_id"], dtype=np.int64)
         attention_mask = np.zeros((len(ids), width), dtype=np.int64)
