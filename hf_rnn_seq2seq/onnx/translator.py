@@ -170,7 +170,8 @@ class _Search:
     """What greedy and beam search share: the state of G rows per sentence, the step's token rules, stepping."""
 
     def __init__(self, translator: OnnxTranslator, encoded: dict, attention_mask, settings: dict, rows_per_sentence):
-        self.translator, self.encoded, self.attention_mask, self.settings = translator, encoded, attention_mask, settings
+        self.translator, self.encoded, self.settings = translator, encoded, settings
+        self.attention_mask = attention_mask
         config = translator.config
         self.sentences = attention_mask.shape[0]
         self.rows = self.sentences * rows_per_sentence
@@ -279,32 +280,21 @@ class _BeamSearch(_Search):
         length = 1
         while True:
             candidate_scores, parents, tokens = self.candidates(running_scores, length, running)
-            candidate_sequences = np.take_along_axis(running, parents[:, :, None], axis=1)
+            candidate_sequences, candidate_rows = _gather([running, running_rows], parents)
             candidate_sequences[:, :, length] = tokens
-            candidate_rows = np.take_along_axis(running_rows, parents[:, :, None], axis=1)
             candidate_rows[:, :, length - 1] = parents + np.arange(B)[:, None] * G
             ends = (tokens == self.eos) | (length + 1 >= L)
-
-            # The G best continuations that go on.
+            # The G best continuations that go on, and the G best finished hypotheses so far.
             going_on = candidate_scores + ends.astype(np.float32) * NO_SCORE
-            chosen = _top_k(going_on, G)
-            running = np.take_along_axis(candidate_sequences, chosen[:, :, None], axis=1)
-            running_rows = np.take_along_axis(candidate_rows, chosen[:, :, None], axis=1)
-            running_scores = np.take_along_axis(going_on, chosen, axis=1)
-
-            # The finished hypotheses: the G best so far.
+            running, running_rows, running_scores = _gather(
+                [candidate_sequences, candidate_rows, going_on], _top_k(going_on, G)
+            )
             just_finished = ends & top_beams[None, :]
-            final = candidate_scores / np.float32(length**self.length_penalty)
-            if self.early_stopping is True:
-                final = final + (is_finished.all(-1, keepdims=True)).astype(np.float32) * NO_SCORE
-            final = final + (~improvable).astype(np.float32) * NO_SCORE
-            final = final + (~just_finished).astype(np.float32) * NO_SCORE
-            merged_scores = np.concatenate([finished_scores, final], axis=1)
-            best = _top_k(merged_scores, G)
-            finished = np.take_along_axis(np.concatenate([finished, candidate_sequences], 1), best[:, :, None], 1)
-            finished_rows = np.take_along_axis(np.concatenate([finished_rows, candidate_rows], 1), best[:, :, None], 1)
-            finished_scores = np.take_along_axis(merged_scores, best, axis=1)
-            is_finished = np.take_along_axis(np.concatenate([is_finished, just_finished], 1), best, axis=1)
+            merged = [np.concatenate(pair, axis=1) for pair in (
+                (finished, candidate_sequences), (finished_rows, candidate_rows), (is_finished, just_finished),
+                (finished_scores, self._final_scores(candidate_scores, just_finished, is_finished, improvable, length)),
+            )]  # fmt: skip
+            finished, finished_rows, is_finished, finished_scores = _gather(merged, _top_k(merged[-1], G))
 
             self.reorder(running_rows[:, :, length - 1].reshape(-1))
             length += 1
@@ -318,6 +308,16 @@ class _BeamSearch(_Search):
         sequences = finished[:, :returns].reshape(B * returns, L)[:, :width]
         return {"sequences": sequences, "attention": self.attention(rows[:, : width - 1])}
 
+    def _final_scores(self, candidate_scores, just_finished, is_finished, improvable, length) -> np.ndarray:
+        """generate()'s scores of the candidates as finished hypotheses: length-normalised, and NO_SCORE added
+        where one may not join the finished ones (not just finished among the top G, no improvement possible, or
+        with early_stopping=True every finished slot taken), in generate()'s order of float32 additions."""
+        final = candidate_scores / np.float32(length**self.length_penalty)
+        if self.early_stopping is True:
+            final = final + (is_finished.all(-1, keepdims=True)).astype(np.float32) * NO_SCORE
+        final = final + (~improvable).astype(np.float32) * NO_SCORE
+        return final + (~just_finished).astype(np.float32) * NO_SCORE
+
     def _may_improve(self, running_scores, finished_scores, is_finished, length) -> np.ndarray:
         """generate()'s `_check_early_stop_heuristic`: (B, 1), whether a running beam may still beat a finished one."""
         if self.early_stopping == "never" and self.length_penalty > 0.0:
@@ -327,6 +327,11 @@ class _BeamSearch(_Search):
         best_running = running_scores[:, :1] / np.float32(best_length**self.length_penalty)
         worst_finished = np.where(is_finished, finished_scores.min(axis=1, keepdims=True), NO_SCORE)
         return (best_running > worst_finished).any(axis=-1, keepdims=True)
+
+
+def _gather(arrays: list[np.ndarray], index: np.ndarray) -> list[np.ndarray]:
+    """Each (B, K, ...) array's entries `index` (B, G) along its second axis: (B, G, ...)."""
+    return [np.take_along_axis(array, index.reshape(*index.shape, *[1] * (array.ndim - 2)), axis=1) for array in arrays]
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
