@@ -80,9 +80,7 @@ def plot(results: dict[str, dict[str, tuple[float, int]]], path: Path) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR pairs (train.py output folders)")
-    add_corpus_argument(parser)
-    parser.add_argument("--source_lang", default="de")
-    parser.add_argument("--target_lang", default="en")
+    add_corpus_argument(parser, languages=True)
     parser.add_argument("--out", required=True, help="prefix: writes OUT.md and OUT.png")
     args = parser.parse_args(argv)
     test = load_parallel_dir(args.data_dir, args.source_lang, args.target_lang, splits=["test"])["test"]

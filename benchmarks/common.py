@@ -11,16 +11,29 @@ from pathlib import Path
 import psutil
 
 from hf_rnn_seq2seq.corpus import default_data_dir
+from hf_rnn_seq2seq.data import load_parallel_dir
+from hf_rnn_seq2seq.text_files import normalize
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def add_corpus_argument(parser) -> None:
-    """`--data_dir`: a folder of {split}.{lang}[.gz] files (Multi30k layout), by default train.py's."""
+def add_corpus_argument(parser, languages: bool = False) -> None:
+    """`--data_dir`: a folder of {split}.{lang}[.gz] files (Multi30k layout), by default train.py's; with
+    `languages`, `--source_lang` and `--target_lang` too (default: the default job's de→en)."""
     default = default_data_dir()  # None outside a checkout without $HF_RNN_SEQ2SEQ_DATA: then it must be given
     parser.add_argument(
         "--data_dir", default=default and str(default), required=default is None, help="Multi30k-layout corpus folder"
     )
+    if languages:
+        parser.add_argument("--source_lang", default="de")
+        parser.add_argument("--target_lang", default="en")
+
+
+def test_pairs(data_dir, source_lang: str = "de", target_lang: str = "en") -> tuple[list[str], list[str]]:
+    """The test split's sources, and its references normalised as the training data (`text_files.normalize`)."""
+    test = load_parallel_dir(data_dir, source_lang, target_lang, splits=["test"])["test"]
+    pairs = test["translation"]
+    return [pair[source_lang] for pair in pairs], [normalize(pair[target_lang]) for pair in pairs]
 
 
 def emit(lines: list[str], out: str | Path | None) -> str:

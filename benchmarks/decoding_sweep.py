@@ -39,9 +39,7 @@ def averaged_model(run_dir: Path, checkpoints: list[Path]):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a train.py output folder (with its checkpoint-N folders for averaging)")
-    add_corpus_argument(parser)
-    parser.add_argument("--source_lang", default="de")
-    parser.add_argument("--target_lang", default="en")
+    add_corpus_argument(parser, languages=True)
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 3, 5, 10])
     parser.add_argument("--length_penalties", type=float, nargs="+", default=[0.6, 1.0, 1.4])
     parser.add_argument("--average", type=int, nargs="*", default=[2],

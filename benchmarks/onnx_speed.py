@@ -21,12 +21,10 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from common import add_corpus_argument, emit
+from common import add_corpus_argument, emit, test_pairs
 
-from hf_rnn_seq2seq.data import load_parallel_dir
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.onnx import export_onnx
-from hf_rnn_seq2seq.text_files import normalize
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, load_model, translate
 
 RUNTIMES = {
@@ -95,16 +93,12 @@ def latency(runner: Runner, sentences, num_beams) -> tuple[float, float]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a folder written by train.py")
-    add_corpus_argument(parser)
-    parser.add_argument("--source_lang", default="de")
-    parser.add_argument("--target_lang", default="en")
+    add_corpus_argument(parser, languages=True)
     parser.add_argument("--latency_sentences", type=int, default=200)
     parser.add_argument("--work_dir", help="where the exports go (default: a temporary folder)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
-    test = load_parallel_dir(args.data_dir, args.source_lang, args.target_lang, splits=["test"])["test"]
-    sources = [pair[args.source_lang] for pair in test["translation"]]
-    references = [normalize(pair[args.target_lang]) for pair in test["translation"]]
+    sources, references = test_pairs(args.data_dir, args.source_lang, args.target_lang)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="onnx_speed_"))
     sizes = {runtime: install_mib(distributions) for runtime, distributions in RUNTIMES.items()}
     rows = []

@@ -17,11 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-from common import REPO, add_corpus_argument, emit, run_measured
+from common import REPO, add_corpus_argument, emit, run_measured, test_pairs
 
-from hf_rnn_seq2seq.data import load_parallel_dir
 from hf_rnn_seq2seq.metrics import load_metric
-from hf_rnn_seq2seq.text_files import normalize
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, load_model, translate
 
 PRECISIONS = {"float32": [], "bfloat16": ["--bf16", "true"]}  # train.py's flags for each
@@ -54,9 +52,7 @@ def main(argv=None):
     parser.add_argument("train_flags", nargs=argparse.REMAINDER, help="after --: train.py flags for both runs")
     args = parser.parse_args(argv)
     train_flags = [flag for flag in args.train_flags if flag != "--"]
-    test = load_parallel_dir(args.data_dir, "de", "en", splits=["test"])["test"]
-    sources = [pair["de"] for pair in test["translation"]]
-    references = [normalize(pair["en"]) for pair in test["translation"]]
+    sources, references = test_pairs(args.data_dir)
     rows = []
     for trained_in, flags in PRECISIONS.items():
         run = Path(args.runs_dir) / trained_in

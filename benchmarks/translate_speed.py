@@ -11,11 +11,10 @@ import resource
 import time
 
 import torch
-from common import add_corpus_argument, emit
+from common import add_corpus_argument, emit, test_pairs
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
-from hf_rnn_seq2seq.data import load_parallel_dir
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, cut_at_eos, translate
 
 
@@ -50,9 +49,7 @@ def batches(tokenizer, sentences, batch_size):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a folder written by train.py")
-    add_corpus_argument(parser)
-    parser.add_argument("--source_lang", default="de")
-    parser.add_argument("--target_lang", default="en")
+    add_corpus_argument(parser, languages=True)
     parser.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     parser.add_argument("--max_sentences", type=int, default=None)
     parser.add_argument("--max_new_tokens", type=int, default=128)
@@ -61,8 +58,7 @@ def main(argv=None):
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSeq2SeqLM.from_pretrained(args.model).eval()
-    test = load_parallel_dir(args.data_dir, args.source_lang, args.target_lang, splits=["test"])["test"]
-    sentences = [pair[args.source_lang] for pair in test["translation"]][: args.max_sentences]
+    sentences = test_pairs(args.data_dir, args.source_lang, args.target_lang)[0][: args.max_sentences]
     results = {}
     for name, kwargs in (("greedy", {"num_beams": 1}), (f"beam {NUM_BEAMS}", {"num_beams": NUM_BEAMS})):
         start = time.perf_counter()

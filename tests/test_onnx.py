@@ -159,6 +159,14 @@ print(json.dumps([translator.translate({sentences!r}, num_beams=beams) for beams
     assert ours[0][1] == ""  # an empty line translates to an empty one
 
 
+def test_the_translator_normalises_text_as_the_training_data_is():
+    from hf_rnn_seq2seq.onnx import translator
+    from hf_rnn_seq2seq.text_files import normalize
+
+    for text in (" Va\u202f!\t", "Cafe\u0301\u00a0noir ", "a\r\nb", "\u3000x\u2009y\u200a"):
+        assert translator.normalize(text) == normalize(text), repr(text)
+
+
 def test_an_over_long_sentence_is_cut_as_the_translate_command_cuts_it(model_folder, tmp_path, caplog):
     folder, model, tokenizer = model_folder
     translator = OnnxTranslator(export_onnx(folder, tmp_path / "onnx"))

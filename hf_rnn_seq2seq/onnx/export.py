@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from transformers import GenerationConfig
 
 from ..translation import MAX_SOURCE_LENGTH, load_model
 from . import translator
@@ -71,11 +72,10 @@ def generation_settings(model) -> dict:
             f"the model's generation config sets {', '.join(refused)}, which the onnxruntime translator does not "
             f"follow; it follows {', '.join(FOLLOWED)}"
         )
-    settings = {name: getattr(generation, name, None) for name in FOLLOWED}
-    defaults = {"num_beams": 1, "max_length": 20, "length_penalty": 1.0, "early_stopping": False}
-    settings.update({name: value for name, value in defaults.items() if settings[name] is None})
-    settings["num_return_sequences"] = settings["num_return_sequences"] or 1
-    return settings
+    # What generate() uses for a setting the model's config leaves unset (transformers 5.x).
+    defaults = GenerationConfig._get_default_generation_params()
+    values = {name: getattr(generation, name, None) for name in FOLLOWED}
+    return {name: defaults.get(name) if value is None else value for name, value in values.items()}
 
 
 def _export(graph, inputs: tuple, path: Path, input_names: list[str], output_names: list[str]) -> None:

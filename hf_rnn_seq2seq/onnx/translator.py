@@ -37,7 +37,8 @@ _WHITESPACE = re.compile(r"\s")
 
 def normalize(text: str) -> str:
     """Unicode NFC, every whitespace character (tabs, no-break and thin spaces, ...) to a space, ends stripped: the
-    normalisation of the training data."""
+    normalisation of the training data (`hf_rnn_seq2seq.text_files.normalize`, restated because this file runs
+    without the package; a test keeps the two equal)."""
     return unicodedata.normalize("NFC", _WHITESPACE.sub(" ", text)).strip()
 
 
