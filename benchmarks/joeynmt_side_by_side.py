@@ -21,8 +21,9 @@ EOS score to -inf in place, as JoeyNMT does, where transformers' `min_new_tokens
 both do the same decoding work whatever their briefly trained models would stop at (JoeyNMT: `joeynmt test`, its own
 "Generation took" time; ours: `translate()`, the path of the translate command, timed around the call). JoeyNMT's
 trained checkpoint, imported with `hf-rnn-seq2seq-import-joeynmt`, is translated by ours too: the same weights doing
-the same work, in float32 and in bfloat16 (the weights loaded with `dtype=torch.bfloat16`). The mean output length is reported beside the speed (JoeyNMT's is read from its hypotheses file,
-after its post-processing; its log shows min_output_length = max_output_length), and the test BLEU (sacreBLEU) of
+the same work, in float32 and in bfloat16 (the weights loaded with `dtype=torch.bfloat16`). The mean output length
+is reported beside the speed (JoeyNMT's is read from its hypotheses file, after its post-processing; its log shows
+min_output_length = max_output_length), and the test BLEU (sacreBLEU) of
 each row's translations: with so brief a training it is low, and what it shows is whether the imported weights
 translate alike in float32 and bfloat16 (JoeyNMT's BPE pieces and the imported model's are joined to text by our
 tokenizer first). JoeyNMT's own BLEU is not comparable under the forced length: its hypotheses file holds fewer
@@ -286,7 +287,9 @@ def run_ours(args, work: Path, name: str, model_flags: list[str], corpus: dict) 
 
 def figures(rows: dict[str, dict]) -> dict[str, dict]:
     """The rows without their translations, for the log."""
-    return {name: {key: value for key, value in row.items() if not isinstance(value, list)} for name, row in rows.items()}
+    return {
+        name: {key: value for key, value in row.items() if not isinstance(value, list)} for name, row in rows.items()
+    }
 
 
 def main(argv=None):

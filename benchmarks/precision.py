@@ -65,8 +65,8 @@ def main(argv=None):
     emit([
         f"Command: `python benchmarks/precision.py --runs_dir {args.runs_dir} {' '.join(args.train_flags)}`  ",
         f"Machine: {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}; date "
-        f"{time.strftime('%Y-%m-%d')}; the default job (Multi30k de→en), test_2016_flickr ({len(sources)} sentences), "
-        f"beam {NUM_BEAMS}, batch {BATCH_SIZE}, speed after a warm-up batch",
+        f"{time.strftime('%Y-%m-%d')}; the default job (Multi30k de→en), test_2016_flickr ({len(sources)} "
+        f"sentences), beam {NUM_BEAMS}, batch {BATCH_SIZE}, speed after a warm-up batch",
         "",
         "| trained in | train.py wall time | peak memory (MiB) | training target tokens/s | decoded in | test BLEU | "
         "sentences/s |",
