@@ -9,6 +9,8 @@ from transformers import PretrainedConfig
 
 ATTENTION_TYPES = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
 RNN_TYPES = ("gru", "lstm")
+DECODER_INITS = ("bridge", "encoder_final", "encoder_final_relu")
+ATTENTIONAL_ACTIVATIONS = ("tanh", "none")
 VOCAB_SIZE = 8000  # the default joint BPE vocabulary, the training recipe's (train.py --vocab_size)
 
 _SIZE_FIELDS = (
@@ -17,7 +19,7 @@ _SIZE_FIELDS = (
 )  # fmt: skip
 _SWITCH_FIELDS = (
     "bidirectional_encoder", "input_feeding", "attention_query_bias", "shared_bridge", "tie_word_embeddings",
-    "use_cache",
+    "use_cache", "output_bias",
 )  # fmt: skip
 _TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 
@@ -51,6 +53,12 @@ _RULES = (
     *_field_rules(_SWITCH_FIELDS, lambda value, config: isinstance(value, bool), "true or false"),
     *_field_rules(["rnn_type"], lambda value, config: value in RNN_TYPES, f"one of {RNN_TYPES}"),
     *_field_rules(["attention_type"], lambda value, config: value in ATTENTION_TYPES, f"one of {ATTENTION_TYPES}"),
+    *_field_rules(["decoder_init"], lambda value, config: value in DECODER_INITS, f"one of {DECODER_INITS}"),
+    *_field_rules(
+        ["attentional_activation"],
+        lambda value, config: value in ATTENTIONAL_ACTIVATIONS,
+        f"one of {ATTENTIONAL_ACTIVATIONS}",
+    ),
     *_field_rules(
         ["dropout", "label_smoothing"],
         lambda value, config: _is_number(value) and 0.0 <= value < 1.0,
@@ -79,6 +87,15 @@ _RULES = (
         f"encoder_hidden_size * directions ({config.encoder_output_size}) must equal hidden_size "
         f"({config.hidden_size}); use luong_general or set encoder_hidden_size={config.hidden_size // 2} with a "
         "bidirectional encoder",
+    ),
+    (
+        lambda config: config.decoder_init != "bridge"
+        and (config.num_encoder_layers, config.encoder_output_size)
+        != (config.num_decoder_layers, config.hidden_size),
+        lambda config: f"decoder_init={config.decoder_init!r} starts each decoder layer from the final state of the "
+        f"encoder layer below it, so num_encoder_layers ({config.num_encoder_layers}) must equal num_decoder_layers "
+        f"({config.num_decoder_layers}) and encoder_hidden_size * directions ({config.encoder_output_size}) must "
+        f"equal hidden_size ({config.hidden_size})",
     ),
     *_field_rules(
         _TOKEN_ID_FIELDS,
@@ -119,13 +136,21 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         attention_hidden_size: width of the additive scorer's hidden layer ("bahdanau", "luong_concat"; default
             `hidden_size`).
         attention_query_bias: give the additive scorer's query projection a bias ("bahdanau", "luong_concat").
+        decoder_init: how the decoder's start state s_0 comes from the encoder, one of `DECODER_INITS`: "bridge"
+            (Bahdanau et al. 2015, A.2.2; JoeyNMT): s_0 = tanh(W_b [h_fwd_last; h_bwd_first] + b_b) from the top
+            encoder layer, for every decoder layer; "encoder_final" (OpenNMT-py, eole): decoder layer l starts from
+            encoder layer l's final state, both directions joined (an LSTM's h and c alike); "encoder_final_relu"
+            (their `bridge` option): those final states through a linear layer and ReLU (one for h, one for c).
         shared_bridge: the bridge computes one `hidden_size`-wide state that starts every decoder layer (an LSTM's h
             and c alike), as JoeyNMT's does; by default it computes a state of its own for each layer (and h and c).
+        attentional_activation: the attentional vector's nonlinearity, one of `ATTENTIONAL_ACTIVATIONS`: "tanh"
+            (Luong et al. 2015, eq. 5) or "none" (OpenNMT's `mlp` attention: a linear layer only).
         input_feeding: feed the previous attentional vector into the next decoder step (Luong et al. 2015, §3.3).
         dropout: dropout on embeddings, between RNN layers and on the attentional vector.
         label_smoothing: label smoothing of the cross-entropy loss computed from `labels` (Szegedy et al. 2016).
         initializer_range: standard deviation of the embedding (and untied output layer) initialisation.
         tie_word_embeddings: share the output layer with the embedding table (Press & Wolf 2017).
+        output_bias: give the output layer a bias (OpenNMT's generator has one).
         use_cache: return the recurrent decoder state (`past_key_values`) so that generation runs one step at a time.
     """
 
@@ -149,11 +174,14 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         attention_hidden_size: int | None = None,
         attention_query_bias: bool = True,
         shared_bridge: bool = False,
+        decoder_init: str = "bridge",
+        attentional_activation: str = "tanh",
         input_feeding: bool = False,
         dropout: float = 0.1,
         label_smoothing: float = 0.0,
         initializer_range: float = 0.1,
         tie_word_embeddings: bool = True,
+        output_bias: bool = False,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -176,6 +204,9 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.attention_hidden_size = hidden_size if attention_hidden_size is None else attention_hidden_size
         self.attention_query_bias = attention_query_bias
         self.shared_bridge = shared_bridge
+        self.decoder_init = decoder_init
+        self.attentional_activation = attentional_activation
+        self.output_bias = output_bias
         self.input_feeding = input_feeding
         self.dropout = dropout
         self.label_smoothing = label_smoothing

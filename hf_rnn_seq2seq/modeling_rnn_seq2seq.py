@@ -12,6 +12,8 @@ N decoder rows: B, or B * G when each source sentence is decoded G times side by
 samples, as consecutive rows); the encoder's outputs are kept once per sentence, not copied G times.
 """
 
+from dataclasses import dataclass
+
 import torch
 import transformers
 from torch import nn
@@ -191,6 +193,29 @@ def _zero_state(rnn: nn.Module, inputs: torch.Tensor):
     return (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros
 
 
+def _run_rnn(rnn: nn.Module, inputs: torch.Tensor, lengths: torch.Tensor, packed: bool):
+    """A one-layer unidirectional nn.GRU/nn.LSTM over right-padded inputs (B, S, In) -> outputs (B, S, He) and, with
+    `packed`, each row's final state after its last real position: (h,) or LSTM (h, c), each (1, B, He).
+
+    Unpacked, the RNN also runs over the padding, so its final state is not the row's; packed (as OpenNMT packs)
+    it stops at each row's length, and its outputs on padding are zeros."""
+    if not packed:
+        return rnn(inputs, _zero_state(rnn, inputs))[0], None
+    sequence = nn.utils.rnn.pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    outputs, final = rnn(sequence)
+    outputs = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=inputs.shape[1])[0]
+    return outputs, final if isinstance(final, tuple) else (final,)
+
+
+@dataclass
+class RNNEncoderOutput(BaseModelOutput):
+    """The encoder's outputs, with each layer's final state where the decoder starts from it
+    (`config.decoder_init` "encoder_final*"): final_state (L, B, K) or LSTM (L, B, 2K) [h; c], both directions
+    joined in each of h and c."""
+
+    final_state: torch.FloatTensor | None = None
+
+
 def reverse_within_length(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse the first `lengths[b]` positions of each row, leaving its padding where it is: (B, S, *) -> (B, S, *).
 
@@ -229,6 +254,7 @@ class RNNSeq2SeqEncoder(nn.Module):
 
         self.forward_layers = directional_layers()
         self.backward_layers = directional_layers() if config.bidirectional_encoder else None
+        self.keeps_final_states = config.decoder_init != "bridge"
 
     def forward(
         self,
@@ -253,17 +279,24 @@ class RNNSeq2SeqEncoder(nn.Module):
 
         states = inputs_embeds
         all_states = (inputs_embeds,) if output_hidden_states else None
+        final_states = []
         for i, forward_rnn in enumerate(self.forward_layers):
             inputs = self.dropout(states)
-            states = forward_rnn(inputs, _zero_state(forward_rnn, inputs))[0]  # (B, S, He)
+            states, final = _run_rnn(forward_rnn, inputs, lengths, self.keeps_final_states)  # (B, S, He)
             if self.backward_layers is not None:
-                backward_rnn = self.backward_layers[i]
-                backward = backward_rnn(reverse_within_length(inputs, lengths), _zero_state(backward_rnn, inputs))[0]
+                reversed_inputs = reverse_within_length(inputs, lengths)
+                backward, backward_final = _run_rnn(self.backward_layers[i], reversed_inputs, lengths,
+                                                    self.keeps_final_states)  # fmt: skip
                 states = torch.cat([states, reverse_within_length(backward, lengths)], dim=-1)  # (B, S, K)
+                if final is not None:
+                    final = [torch.cat(pair, dim=-1) for pair in zip(final, backward_final)]  # h (and c): (1, B, K)
+            if final is not None:
+                final_states.append(torch.cat(final, dim=-1))  # (1, B, K|2K)
             states = states * keep
             if output_hidden_states:
                 all_states += (states,)
-        return BaseModelOutput(last_hidden_state=states, hidden_states=all_states)
+        final_state = torch.cat(final_states) if final_states else None  # (L, B, K|2K)
+        return RNNEncoderOutput(last_hidden_state=states, hidden_states=all_states, final_state=final_state)
 
 
 class ContextTerms:
@@ -356,6 +389,8 @@ class RNNSeq2SeqDecoder(nn.Module):
         none:     c_t = c (the fixed context, Cho et al. 2014); s_t = RNN([y_{t-1}; c; h~_{t-1}?], s_{t-1})
         h~_t = tanh(W_c [c_t; s_t] + b_c) = tanh(W_cc c_t + W_cs s_t + b_c)   (O wide; O = E lets the output layer
         share the embedding table)
+        (without the tanh where `config.attentional_activation` is "none"). s_0 comes from a bridge, or from the
+        encoder's final states (`config.decoder_init`).
     `?` marks input feeding. Two paths compute this: `_forward_sequence` runs a whole teacher-forced sequence as one
     RNN call per layer where nothing but s_{t-1} feeds step t (no input feeding, no Bahdanau attention);
     `_forward_steps` runs one step at a time otherwise, and in generation. Beams and samples read the context through
@@ -381,10 +416,19 @@ class RNNSeq2SeqDecoder(nn.Module):
         self.embed_tokens = None
         if config.source_vocab_size is not None:
             self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_dim, config.pad_token_id)
-        # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) (Bahdanau et al. 2015, A.2.2): a state for every decoder layer
-        # (and an LSTM's h and c), or one state for all of them (`shared_bridge`).
-        bridge_size = config.hidden_size if self.shared_bridge else config.num_decoder_layers * self.state_size
-        self.bridge = nn.Linear(config.encoder_output_size, bridge_size)
+        self.decoder_init = config.decoder_init
+        self.bridge = self.cell_bridge = None
+        if self.decoder_init == "bridge":
+            # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) (Bahdanau et al. 2015, A.2.2): a state for every decoder layer
+            # (and an LSTM's h and c), or one state for all of them (`shared_bridge`).
+            bridge_size = config.hidden_size if self.shared_bridge else config.num_decoder_layers * self.state_size
+            self.bridge = nn.Linear(config.encoder_output_size, bridge_size)
+        elif self.decoder_init == "encoder_final_relu":
+            # OpenNMT's bridge reads each direction's final states of all layers: L * He wide (see _relu_bridge).
+            width = config.num_encoder_layers * config.encoder_hidden_size
+            self.bridge = nn.Linear(width, width)
+            self.cell_bridge = nn.Linear(width, width) if config.rnn_type == "lstm" else None
+        self.attentional_activation = nn.Tanh() if config.attentional_activation == "tanh" else nn.Identity()
         if config.attention_type in ("bahdanau", "luong_concat"):
             self.attention = AdditiveAttention(config)
         elif config.attention_type in ("luong_dot", "luong_general"):
@@ -416,13 +460,38 @@ class RNNSeq2SeqDecoder(nn.Module):
         half = encoder_states.shape[-1] // 2
         return torch.cat([last[:, :half], encoder_states[:, 0, half:]], dim=-1)
 
-    def initial_state(self, encoder_states, encoder_mask, rows) -> RNNDecoderState:
-        """The state before the first target token for `rows` (N) decoder rows, G consecutive ones per sentence."""
-        hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H|L*2H), shared (B, H)
-        if self.shared_bridge:
-            hidden = hidden.repeat(1, self.num_layers * self.state_size // self.hidden_size)  # [s; s] per LSTM layer
-        hidden = hidden.repeat_interleave(rows // encoder_states.shape[0], dim=0)  # (N, L*H) or (N, L*2H)
-        hidden = hidden.view(rows, self.num_layers, -1).transpose(0, 1).contiguous()  # (L, N, H) or (L, N, 2H)
+    def _relu_bridge(self, final_state: torch.Tensor) -> torch.Tensor:
+        """OpenNMT-py's / eole's `bridge`: final_state (L, B, H|2H) -> (L, B, H|2H). For each of h and c, each
+        sentence's final states are laid out as theirs, [layer 1 forward; layer 1 backward; layer 2 forward; ...]
+        (L * D pieces of He = H / D), cut into D consecutive rows of L * He, and each row goes through the same
+        ReLU(W x + b)."""
+        layers, batch, _ = final_state.shape
+        parts = final_state.split(self.hidden_size, dim=-1)  # h (and c): (L, B, H) each
+        bridged = [
+            torch.relu(bridge(part.transpose(0, 1).reshape(-1, bridge.in_features))).view(batch, layers, -1)
+            for bridge, part in zip((self.bridge, self.cell_bridge), parts)
+        ]  # (B, L, H) each
+        return torch.cat(bridged, dim=-1).transpose(0, 1)
+
+    def _start_hidden(self, encoder_states, encoder_mask, final_state) -> torch.Tensor:
+        """s_0 of every layer for each sentence (`config.decoder_init`): (L, B, H|2H)."""
+        if self.decoder_init == "bridge":
+            hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H|L*2H) or (B, H)
+            if self.shared_bridge:
+                hidden = hidden.repeat(1, self.num_layers * self.state_size // self.hidden_size)  # [s; s] an LSTM layer
+            return hidden.view(hidden.shape[0], self.num_layers, -1).transpose(0, 1)
+        if final_state is None:
+            raise ValueError(
+                f"this model's decoder starts from the encoder's final states (decoder_init={self.decoder_init!r}): "
+                "pass encoder_outputs as the encoder returns them, with their final_state"
+            )
+        return final_state if self.decoder_init == "encoder_final" else self._relu_bridge(final_state)
+
+    def initial_state(self, encoder_states, encoder_mask, rows, final_state=None) -> RNNDecoderState:
+        """The state before the first target token for `rows` (N) decoder rows, G consecutive ones per sentence;
+        `final_state`: the encoder's (`RNNEncoderOutput`)."""
+        hidden = self._start_hidden(encoder_states, encoder_mask, final_state)  # (L, B, H|2H)
+        hidden = hidden.repeat_interleave(rows // encoder_states.shape[0], dim=1).contiguous()  # (L, N, H|2H)
         attentional = None
         if self.input_feeding:
             attentional = encoder_states.new_zeros(rows, 1, self.attentional_layer.out_features)
@@ -454,7 +523,7 @@ class RNNSeq2SeqDecoder(nn.Module):
     def _attentional(self, terms: ContextTerms, states: torch.Tensor) -> torch.Tensor:
         """h~ = tanh(W_cc c + W_cs s + b_c) (Luong et al. 2015, eq. 5) for states (N, T, H): (N, T, O)."""
         layer = self.attentional_layer
-        return torch.tanh(
+        return self.attentional_activation(
             terms.attentional + nn.functional.linear(states, layer.weight[:, self.context_size :], layer.bias)
         )
 
@@ -527,8 +596,10 @@ class RNNSeq2SeqDecoder(nn.Module):
         new_state = RNNDecoderState(hidden, previous, state.keys, state.values, state.seen_tokens + embedded.shape[1])
         return torch.cat(outputs, dim=1), new_state, layer_states, weights
 
-    def forward(self, inputs_embeds, encoder_states, encoder_mask, state=None, output_hidden_states=False):
-        """inputs_embeds (N, T, E), encoder_states (B, S, K), encoder_mask (B, S) ->
+    def forward(
+        self, inputs_embeds, encoder_states, encoder_mask, state=None, output_hidden_states=False, final_state=None
+    ):
+        """inputs_embeds (N, T, E), encoder_states (B, S, K), encoder_mask (B, S), final_state (L, B, H|2H) or None ->
         attentional vectors (N, T, O), new state, per-layer states (tuple or None), attention weights (N, T, S) or None.
         """
         rows, sentences = inputs_embeds.shape[0], encoder_states.shape[0]
@@ -538,7 +609,7 @@ class RNNSeq2SeqDecoder(nn.Module):
                 "consecutive decoder rows"
             )
         if state is None:
-            state = self.initial_state(encoder_states, encoder_mask, rows)
+            state = self.initial_state(encoder_states, encoder_mask, rows, final_state)
         fixed_terms = None
         if self.attention is None:
             fixed_context = self.summary(encoder_states, encoder_mask).repeat_interleave(rows // sentences, dim=0)
@@ -569,6 +640,8 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
             # for 8,000 words) the decoder's gradient W_out^T (p - y) is so small that training stalls near the
             # unigram loss for hundreds of steps (measured on real data: 6.0 against 4.2 tied after 400 steps).
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
@@ -631,7 +704,14 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
 def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
     if isinstance(encoder_outputs, BaseModelOutput):
         return encoder_outputs
-    return BaseModelOutput(*encoder_outputs)  # a tuple from return_dict=False: (last_hidden_state, hidden_states?)
+    # A tuple (return_dict=False): last_hidden_state, then those of hidden_states (a tuple) and final_state (a tensor)
+    # that were set.
+    last_hidden_state, *rest = encoder_outputs
+    return RNNEncoderOutput(
+        last_hidden_state=last_hidden_state,
+        hidden_states=next((item for item in rest if isinstance(item, (tuple, list))), None),
+        final_state=next((item for item in rest if isinstance(item, torch.Tensor)), None),
+    )
 
 
 class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
@@ -720,7 +800,8 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
             _check_right_padded(decoder_attention_mask, "decoder_attention_mask")
 
         attentional, new_state, decoder_states, weights = self.decoder(
-            decoder_inputs_embeds, encoder_states, attention_mask, state, output_hidden_states
+            decoder_inputs_embeds, encoder_states, attention_mask, state, output_hidden_states,
+            getattr(encoder_outputs, "final_state", None),
         )
         cross_attentions = None
         if output_attentions and weights is not None:
@@ -750,7 +831,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         super().__init__(config)
         self.model = RNNSeq2SeqModel(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.lm_head = nn.Linear(config.attentional_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.attentional_size, config.vocab_size, bias=config.output_bias)
         self.post_init()
 
     @classmethod
@@ -853,6 +934,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
 
 __all__ = [
     "RNNDecoderState",
+    "RNNEncoderOutput",
     "RNNSeq2SeqForConditionalGeneration",
     "RNNSeq2SeqModel",
     "RNNSeq2SeqPreTrainedModel",

@@ -219,13 +219,16 @@ def test_attention_weights_are_distributions_over_real_source_tokens(attention_t
 
 
 @pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
-def test_encoder_equals_a_packed_bidirectional_rnn(rnn_type):
-    """Reference: torch's bidirectional RNN over packed sequences, layer by layer, with the encoder's weights."""
-    model = tiny_model(rnn_type=rnn_type, num_encoder_layers=2)
+@pytest.mark.parametrize("decoder_init", ["bridge", "encoder_final"])
+def test_encoder_equals_a_packed_bidirectional_rnn(rnn_type, decoder_init):
+    """Reference: torch's bidirectional RNN over packed sequences, layer by layer, with the encoder's weights; its
+    final states (h_n, c_n), directions joined per layer, are the encoder's `final_state` where the decoder reads it."""
+    model = tiny_model(rnn_type=rnn_type, num_encoder_layers=2, encoder_hidden_size=8, decoder_init=decoder_init)
     encoder, config = model.model.encoder, model.config
     ids, mask = padded_batch(seed=3, lengths=(7, 4, 1, 6))
     lengths = mask.sum(-1)
     states = encoder.embed_tokens(ids)
+    finals = []
     for i in range(config.num_encoder_layers):
         reference = getattr(torch.nn, rnn_type.upper())(
             states.shape[-1], config.encoder_hidden_size, batch_first=True, bidirectional=True
@@ -234,10 +237,49 @@ def test_encoder_equals_a_packed_bidirectional_rnn(rnn_type):
             getattr(reference, name).data.copy_(tensor)
             getattr(reference, f"{name}_reverse").data.copy_(encoder.backward_layers[i].get_parameter(name))
         packed = pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
-        states = pad_packed_sequence(reference(packed)[0], batch_first=True, total_length=ids.shape[1])[0]
+        outputs, final = reference(packed)
+        states = pad_packed_sequence(outputs, batch_first=True, total_length=ids.shape[1])[0]
+        # (2, B, He) per state, forward then backward -> (B, 2 He); an LSTM's [h; c]
+        finals.append(torch.cat([torch.cat(list(part), dim=-1) for part in (final if rnn_type == "lstm" else [final])],
+                                dim=-1))  # fmt: skip
     with torch.no_grad():
-        encoded = encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, S, 2 He), zero on padding
-    torch.testing.assert_close(encoded, states.detach(), rtol=0, atol=1e-6)
+        encoded = encoder(input_ids=ids, attention_mask=mask)
+    torch.testing.assert_close(encoded.last_hidden_state, states.detach(), rtol=0, atol=1e-6)  # zero on padding
+    if decoder_init == "bridge":
+        assert encoded.final_state is None
+    else:
+        torch.testing.assert_close(encoded.final_state, torch.stack(finals).detach(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+@pytest.mark.parametrize("decoder_init", ["encoder_final", "encoder_final_relu"])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_a_decoder_starting_from_the_encoders_final_states_translates_batches_like_sentences_alone(
+    rnn_type, decoder_init, num_beams
+):
+    model = tiny_model(rnn_type=rnn_type, input_feeding=True, encoder_hidden_size=8, decoder_init=decoder_init,
+                       attentional_activation="none", output_bias=True, seed=1)  # fmt: skip
+    with torch.no_grad():
+        model.lm_head.bias.normal_(generator=torch.Generator().manual_seed(0))
+    ids, mask = padded_batch(seed=2)
+    kwargs = dict(max_new_tokens=8, num_beams=num_beams, do_sample=False)
+    batched = as_lists(model.generate(ids, attention_mask=mask, **kwargs))
+    alone = [as_lists(model.generate(ids[r : r + 1, : int(mask[r].sum())], **kwargs))[0] for r in range(len(ids))]
+    assert batched == alone
+
+
+def test_relu_bridge_is_opennmts_view_of_the_final_states():
+    """OpenNMT-py's RNNEncoder._bridge, written out: (L * D, B, He) final states -> (B, L * D, He) -> rows of L * He
+    -> ReLU(W x + b) -> back, then its decoder's _fix_enc_hidden joins the two directions of each layer."""
+    model = tiny_model(rnn_type="gru", num_encoder_layers=2, encoder_hidden_size=8, decoder_init="encoder_final_relu")
+    decoder = model.model.decoder
+    final_state = torch.randn(2, 3, 16)  # (L, B, H): [forward; backward] per layer
+    theirs = final_state.view(2, 3, 2, 8).permute(0, 2, 1, 3).reshape(4, 3, 8)  # (L * D, B, He): l0f, l0b, l1f, ...
+    bottled = theirs.permute(1, 0, 2).contiguous()
+    bottled = torch.relu(decoder.bridge(bottled.view(-1, 16))).view(3, 4, 8).permute(1, 0, 2)
+    expected = torch.cat([bottled[0::2], bottled[1::2]], dim=2)  # _fix_enc_hidden
+    with torch.no_grad():
+        torch.testing.assert_close(decoder._relu_bridge(final_state), expected.detach(), rtol=0, atol=1e-6)
 
 
 def test_padding_does_not_leak_into_the_encoder_or_attention():
