@@ -48,8 +48,9 @@ class JoeyNMTTokenizer:
 
 
 def build_tokenizer(segmentation: Segmentation, source_itos: list[str], target_itos: list[str],
-                    specials: SpecialTokens) -> JoeyNMTTokenizer:
-    """The tokenizer for `segmentation` over both vocabularies (see the module docstring for the id space)."""
+                    specials: SpecialTokens, append_eos: bool = True) -> JoeyNMTTokenizer:
+    """The tokenizer for `segmentation` over both vocabularies (see the module docstring for the id space);
+    `append_eos`: end every encoded text with </s>, as JoeyNMT ends its sources (OpenNMT's have none)."""
     if segmentation.level == "word":
         joey_to_piece, pieces, backend = _word_level(segmentation)
     elif segmentation.tokenizer_type == "subword-nmt":
@@ -74,9 +75,10 @@ def build_tokenizer(segmentation: Segmentation, source_itos: list[str], target_i
         tokenizer.normalizer = normalizers.Sequence(
             [normalizers.Lowercase(), *([tokenizer.normalizer] if tokenizer.normalizer else [])]
         )
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A {specials.eos}", special_tokens=[(specials.eos, specials.ids[specials.eos])]
-    )  # JoeyNMT appends </s> to every source sentence; labels end with it too
+    if append_eos:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"$A {specials.eos}", special_tokens=[(specials.eos, specials.ids[specials.eos])]
+        )  # JoeyNMT appends </s> to every source sentence; labels end with it too
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         unk_token=specials.unk,

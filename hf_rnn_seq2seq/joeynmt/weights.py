@@ -79,8 +79,9 @@ def convert_state(joey: dict[str, torch.Tensor], config, source_ids: list[int]) 
     return state
 
 
-def load_converted(model, state: dict[str, torch.Tensor]) -> None:
-    """Fill `model` with `state`; every parameter must come from the checkpoint, with the expected shape."""
+def load_converted(model, state: dict[str, torch.Tensor], error: type[ValueError] = JoeyNMTImportError) -> None:
+    """Fill `model` with `state`; every parameter must come from the checkpoint, with the expected shape (or
+    `error` is raised: the importer's own)."""
     expected = model.state_dict()
     if model.config.tie_word_embeddings:
         state = {key: value for key, value in state.items() if key != "lm_head.weight"} | {
@@ -90,7 +91,7 @@ def load_converted(model, state: dict[str, torch.Tensor]) -> None:
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in sorted(set(state) & set(expected))
              if state[k].shape != expected[k].shape]  # fmt: skip
     if missing or unexpected or wrong:
-        raise JoeyNMTImportError(
+        raise error(
             f"the converted checkpoint does not fit the model: missing {missing}, unexpected {unexpected}, "
             f"wrong shape {wrong}"
         )
