@@ -1,9 +1,10 @@
 """Reading an OpenNMT-py 3.x checkpoint without running pickled code.
 
 `onmt_train` saves `torch.save({"model", "generator", "vocab", "opt", "optim"})`: tensors, the vocabularies as lists
-of tokens, and `opt`, an `argparse.Namespace` of the training options. `torch.load(weights_only=True)` reads tensors
-and plain containers only; `argparse.Namespace` is allowed besides (it is rebuilt from its attribute dict, no code of
-the checkpoint runs), and a checkpoint that needs any other global is refused, naming it. OpenNMT-py 1.x/2.x
+of tokens, and `opt`, an `argparse.Namespace` of the training options. The globals the pickle names are listed first,
+without unpickling (`torch.serialization.get_unsafe_globals_in_checkpoint`): a checkpoint that needs any beyond
+`argparse.Namespace` (rebuilt from its attribute dict, no code of the checkpoint runs) is refused, naming them; then
+`torch.load(weights_only=True)` reads tensors, plain containers and that one class. OpenNMT-py 1.x/2.x
 checkpoints pickle torchtext `Field` objects as their vocabularies: those are refused with that explanation.
 """
 
@@ -17,7 +18,7 @@ import torch
 
 from .settings import OpenNMTImportError
 
-ALLOWED_GLOBALS = (argparse.Namespace,)
+ALLOWED = {"argparse.Namespace": argparse.Namespace}  # the globals a 3.x checkpoint needs, by their pickled names
 
 
 @dataclass
@@ -30,21 +31,22 @@ class OpenNMTCheckpoint:
 def read_checkpoint(path: Path) -> OpenNMTCheckpoint:
     if not path.is_file():
         raise OpenNMTImportError(f"OpenNMT-py checkpoint {path} not found")
-    try:
-        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError for an unsafe global; others for a broken file
-        message = str(error)
-        if "torchtext" in message:
-            raise OpenNMTImportError(
-                f"{path} is an OpenNMT-py 1.x/2.x checkpoint (its vocabulary is pickled torchtext objects), which is "
-                "not read: convert it to a 3.x checkpoint with OpenNMT-py's tools/convertv2_v3.py first"
-            ) from error
+    try:  # the globals the pickle names beyond torch's own allow-list, read without unpickling anything
+        unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) - set(ALLOWED)
+    except Exception as error:  # not a torch checkpoint, or a truncated one
+        raise OpenNMTImportError(f"{path} cannot be read as a torch checkpoint: {error}") from error
+    if any(name.startswith("torchtext.") for name in unsafe):
         raise OpenNMTImportError(
-            f"{path} cannot be read as tensors, plain values and argparse.Namespace only (torch.load(weights_only="
-            f"True)): {message.splitlines()[0] if message else type(error).__name__}. The importer never runs a "
-            "checkpoint's pickled code."
-        ) from error
+            f"{path} is an OpenNMT-py 1.x/2.x checkpoint (its vocabulary is pickled torchtext objects), which is not "
+            "read: convert it to a 3.x checkpoint with OpenNMT-py's tools/convertv2_v3.py first"
+        )
+    if unsafe:
+        raise OpenNMTImportError(
+            f"{path} pickles {sorted(unsafe)}, beyond tensors, plain values and argparse.Namespace; the importer never "
+            "runs a checkpoint's pickled code"
+        )
+    with torch.serialization.safe_globals(list(ALLOWED.values())):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     missing = [key for key in ("model", "generator", "vocab", "opt") if key not in checkpoint]
     if not isinstance(checkpoint, dict) or missing:
         raise OpenNMTImportError(f"{path} is not an OpenNMT-py 3.x checkpoint (it lacks {missing or 'a dict'})")
@@ -53,5 +55,6 @@ def read_checkpoint(path: Path) -> OpenNMTCheckpoint:
     vocab = checkpoint["vocab"]
     if not (isinstance(vocab, dict) and all(isinstance(vocab.get(side), list) for side in ("src", "tgt"))):
         raise OpenNMTImportError(f"{path}: 'vocab' is not OpenNMT-py 3.x's (lists of source and target tokens)")
-    state = dict(checkpoint["model"]) | {f"generator.{name}": tensor for name, tensor in checkpoint["generator"].items()}
+    generator = {f"generator.{name}": tensor for name, tensor in checkpoint["generator"].items()}
+    state = dict(checkpoint["model"]) | generator
     return OpenNMTCheckpoint(vars(checkpoint["opt"]), vocab, state)

@@ -130,7 +130,7 @@ def _segmentation(options: dict, base: Path) -> Segmentation:
     unsupported = [name for name in transforms if name not in _TRAINING_ONLY_TRANSFORMS | set(_SUBWORD_TRANSFORMS)]
     if unsupported:
         why = {"onmt_tokenize": "OpenNMT Tokenizer's segmentation is not reproduced exactly by a transformers "
-                                "tokenizer: segment with pyonmttok yourself and retrain, or use sentencepiece"}  # fmt: skip
+                                "tokenizer: segment with pyonmttok yourself and retrain, or use sentencepiece"}
         reasons = "; ".join(f"{name}: {why.get(name, 'not reproduced by the tokenizer')}" for name in unsupported)
         raise OpenNMTImportError(f"transforms {unsupported} are not supported ({reasons})")
     subword = [name for name in transforms if name in _SUBWORD_TRANSFORMS]
