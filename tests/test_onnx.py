@@ -223,3 +223,11 @@ def test_int8_quantises_the_matrix_products(model_folder, tmp_path, monkeypatch,
     assert translator.config["int8"] is True
     translations = translator.translate(["Ein Mann fährt Fahrrad.", "Eine Frau liest."], num_beams=5)
     assert len(translations) == 2 and all(isinstance(text, str) for text in translations)
+
+
+def test_a_model_starting_from_the_encoders_final_states_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "model"
+    tiny_model(seed=0, **MODELS["opennmt_gru_mlp"][1]).save_pretrained(folder)
+    word_tokenizer(VOCAB).save_pretrained(folder)
+    with pytest.raises(ValueError, match=r"decoder_init='encoder_final' .* not covered by the ONNX export"):
+        export_onnx(folder, tmp_path / "onnx")
