@@ -11,6 +11,7 @@ ATTENTION_TYPES = ("none", "bahdanau", "luong_dot", "luong_general", "luong_conc
 RNN_TYPES = ("gru", "lstm")
 DECODER_INITS = ("bridge", "encoder_final", "encoder_final_relu")
 ATTENTIONAL_ACTIVATIONS = ("tanh", "none")
+POSITION_ENCODINGS = ("none", "sinusoidal")
 VOCAB_SIZE = 8000  # the default joint BPE vocabulary, the training recipe's (train.py --vocab_size)
 
 _SIZE_FIELDS = (
@@ -55,6 +56,9 @@ _RULES = (
     *_field_rules(["attention_type"], lambda value, config: value in ATTENTION_TYPES, f"one of {ATTENTION_TYPES}"),
     *_field_rules(["decoder_init"], lambda value, config: value in DECODER_INITS, f"one of {DECODER_INITS}"),
     *_field_rules(
+        ["position_encoding"], lambda value, config: value in POSITION_ENCODINGS, f"one of {POSITION_ENCODINGS}"
+    ),
+    *_field_rules(
         ["attentional_activation"],
         lambda value, config: value in ATTENTIONAL_ACTIVATIONS,
         f"one of {ATTENTIONAL_ACTIVATIONS}",
@@ -96,6 +100,10 @@ _RULES = (
         f"encoder layer below it, so num_encoder_layers ({config.num_encoder_layers}) must equal num_decoder_layers "
         f"({config.num_decoder_layers}) and encoder_hidden_size * directions ({config.encoder_output_size}) must "
         f"equal hidden_size ({config.hidden_size})",
+    ),
+    (
+        lambda config: config.position_encoding == "sinusoidal" and config.embedding_dim % 2,
+        lambda config: f"position_encoding='sinusoidal' needs an even embedding_dim, got {config.embedding_dim}",
     ),
     *_field_rules(
         _TOKEN_ID_FIELDS,
@@ -145,6 +153,10 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             and c alike), as JoeyNMT's does; by default it computes a state of its own for each layer (and h and c).
         attentional_activation: the attentional vector's nonlinearity, one of `ATTENTIONAL_ACTIVATIONS`: "tanh"
             (Luong et al. 2015, eq. 5) or "none" (OpenNMT's `mlp` attention: a linear layer only).
+        position_encoding: one of `POSITION_ENCODINGS`: "none", or "sinusoidal" (eole's default for RNNs, OpenNMT-py's
+            `position_encoding`): every embedding is scaled by sqrt(embedding_dim) and the sinusoid of its position
+            added (Vaswani et al. 2017, sin and cos interleaved), source positions from 0, target positions from 0 at
+            the start token.
         input_feeding: feed the previous attentional vector into the next decoder step (Luong et al. 2015, §3.3).
         dropout: dropout on embeddings, between RNN layers and on the attentional vector.
         label_smoothing: label smoothing of the cross-entropy loss computed from `labels` (Szegedy et al. 2016).
@@ -176,6 +188,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         shared_bridge: bool = False,
         decoder_init: str = "bridge",
         attentional_activation: str = "tanh",
+        position_encoding: str = "none",
         input_feeding: bool = False,
         dropout: float = 0.1,
         label_smoothing: float = 0.0,
@@ -206,6 +219,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.shared_bridge = shared_bridge
         self.decoder_init = decoder_init
         self.attentional_activation = attentional_activation
+        self.position_encoding = position_encoding
         self.output_bias = output_bias
         self.input_feeding = input_feeding
         self.dropout = dropout

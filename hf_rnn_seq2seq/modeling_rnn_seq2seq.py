@@ -12,6 +12,7 @@ N decoder rows: B, or B * G when each source sentence is decoded G times side by
 samples, as consecutive rows); the encoder's outputs are kept once per sentence, not copied G times.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -216,6 +217,20 @@ class RNNEncoderOutput(BaseModelOutput):
     final_state: torch.FloatTensor | None = None
 
 
+def add_positions(embeds: torch.Tensor, first: int = 0) -> torch.Tensor:
+    """`config.position_encoding` "sinusoidal": embeds (N, T, E) -> embeds * sqrt(E) + PE[first : first + T], where
+    PE[p, 2i] = sin(p / 10000^(2i/E)) and PE[p, 2i+1] = cos(p / 10000^(2i/E)) (Vaswani et al. 2017, §3.5), computed
+    as eole's and OpenNMT-py's PositionalEncoding computes it."""
+    dim = embeds.shape[-1]
+    positions = torch.arange(first, first + embeds.shape[1], device=embeds.device).float().unsqueeze(1)  # (T, 1)
+    frequencies = torch.exp(
+        torch.arange(0, dim, 2, dtype=torch.float, device=embeds.device) * -(math.log(10000.0) / dim)
+    )  # (E/2,)
+    angles = positions * frequencies  # (T, E/2)
+    table = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (T, E): sin and cos interleaved
+    return embeds * math.sqrt(dim) + table.to(embeds.dtype)
+
+
 def reverse_within_length(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse the first `lengths[b]` positions of each row, leaving its padding where it is: (B, S, *) -> (B, S, *).
 
@@ -255,6 +270,7 @@ class RNNSeq2SeqEncoder(nn.Module):
         self.forward_layers = directional_layers()
         self.backward_layers = directional_layers() if config.bidirectional_encoder else None
         self.keeps_final_states = config.decoder_init != "bridge"
+        self.adds_positions = config.position_encoding == "sinusoidal"
 
     def forward(
         self,
@@ -270,6 +286,8 @@ class RNNSeq2SeqEncoder(nn.Module):
             raise ValueError("pass exactly one of input_ids or inputs_embeds to the encoder")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, S, E)
+        if self.adds_positions:
+            inputs_embeds = add_positions(inputs_embeds)
         batch_size, source_length = inputs_embeds.shape[:2]
         if attention_mask is None:
             attention_mask = torch.ones(batch_size, source_length, dtype=torch.long, device=inputs_embeds.device)
@@ -796,6 +814,8 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
                 decoder_input_ids = decoder_input_ids[:, state.seen_tokens :]  # a full prefix: feed only new tokens
             # With a state, these are tokens generate() chose from the model's own vocab_size logits.
             decoder_inputs_embeds = self.target_embeddings(decoder_input_ids, check_ids=state is None)  # (B, T, E)
+        if self.config.position_encoding == "sinusoidal":
+            decoder_inputs_embeds = add_positions(decoder_inputs_embeds, first=0 if state is None else state.seen_tokens)
         if decoder_attention_mask is not None:
             _check_right_padded(decoder_attention_mask, "decoder_attention_mask")
 

@@ -635,3 +635,36 @@ def test_accumulated_batches_take_the_trainers_step_of_one_large_batch(accumulat
     assert any(not torch.equal(one_batch[name], untrained[name]) for name in one_batch)
     for name in one_batch:
         torch.testing.assert_close(accumulated[name], one_batch[name], rtol=0, atol=1e-5, msg=name)
+
+
+def test_sinusoidal_positions_are_eoles_positional_encoding():
+    """eole/modules/embeddings.py PositionalEncoding (SinusoidalInterleaved), written out: a (max_len, dim) table with
+    sin at even and cos at odd dimensions, added to the embeddings scaled by sqrt(dim)."""
+    import math
+
+    from hf_rnn_seq2seq.modeling_rnn_seq2seq import add_positions
+
+    dim, max_len = 12, 50
+    pe = torch.zeros(max_len, dim)
+    position = torch.arange(0, max_len).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.float) * -(math.log(10000.0) / dim))
+    pe[:, 0::2] = torch.sin(position.float() * div_term)
+    pe[:, 1::2] = torch.cos(position.float() * div_term)
+    embeds = torch.randn(3, 7, dim)
+    assert torch.equal(add_positions(embeds), embeds * math.sqrt(dim) + pe[None, :7])
+    assert torch.equal(add_positions(embeds, first=40), embeds * math.sqrt(dim) + pe[None, 40:47])
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_positions_count_on_across_decoding_steps(num_beams, rnn_type):
+    """With a cache, each step's target position comes from the state (seen_tokens); without, from the whole prefix:
+    the same translations, equal to each sentence alone, and a teacher-forced pass gives generate()'s scores."""
+    model = tiny_model(rnn_type=rnn_type, position_encoding="sinusoidal", decoder_init="encoder_final",
+                       encoder_hidden_size=8, bidirectional_encoder=True, seed=3)  # fmt: skip
+    ids, mask = padded_batch(seed=2)
+    kwargs = dict(max_new_tokens=8, num_beams=num_beams, do_sample=False)
+    with_cache = as_lists(model.generate(ids, attention_mask=mask, use_cache=True, **kwargs))
+    assert with_cache == as_lists(model.generate(ids, attention_mask=mask, use_cache=False, **kwargs))
+    alone = [as_lists(model.generate(ids[r : r + 1, : int(mask[r].sum())], **kwargs))[0] for r in range(len(ids))]
+    assert with_cache == alone

@@ -1,11 +1,12 @@
-"""Import an OpenNMT-py 3.x recurrent model as a transformers model folder:
+"""Import an OpenNMT-py 3.x or eole recurrent model as a transformers model folder:
 
-    hf-rnn-seq2seq-import-opennmt CHECKPOINT.pt OUTPUT_DIR
+    hf-rnn-seq2seq-import-opennmt CHECKPOINT.pt|EOLE_MODEL_DIR OUTPUT_DIR
 
 The folder (config, safetensors weights, generation config, tokenizer, model card) loads with
-`AutoModelForSeq2SeqLM` / `AutoTokenizer` and computes what OpenNMT computes: checkpoint.py reads the checkpoint
-without running pickled code, settings.py maps the options, weights.py the tensors; the vocabularies and the
-segmentation become one tokenizer as for JoeyNMT models (../joeynmt/segmentation.py).
+`AutoModelForSeq2SeqLM` / `AutoTokenizer` and computes what OpenNMT computes: checkpoint.py reads an OpenNMT-py
+checkpoint without running pickled code, eole.py an eole folder as OpenNMT-py's options and tensors, settings.py maps
+the options, weights.py the tensors; the vocabularies and the segmentation become one tokenizer as for JoeyNMT models
+(../joeynmt/segmentation.py).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ UNK, PAD, EOS = "<unk>", "<blank>", "</s>"
 
 
 def import_opennmt(checkpoint_path, output_dir) -> Path:
-    """Convert an OpenNMT-py 3.x checkpoint (and the subword model its options name) into a model folder at
-    `output_dir`; returns it."""
+    """Convert an OpenNMT-py 3.x checkpoint or an eole model folder (and the subword model its options name) into a
+    model folder at `output_dir`; returns it."""
     from transformers import GenerationConfig
 
     from ..configuration_rnn_seq2seq import RNNSeq2SeqConfig
@@ -37,11 +38,12 @@ def import_opennmt(checkpoint_path, output_dir) -> Path:
     from ..joeynmt.weights import load_converted
     from ..modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
     from .checkpoint import read_checkpoint
+    from .eole import read_eole
     from .settings import read_settings
     from .weights import convert_state
 
     checkpoint_path, output_dir = Path(checkpoint_path), Path(output_dir)
-    checkpoint = read_checkpoint(checkpoint_path)
+    checkpoint = read_eole(checkpoint_path) if checkpoint_path.is_dir() else read_checkpoint(checkpoint_path)
     settings = read_settings(checkpoint.options, checkpoint_path.parent)
     source_itos, target_itos = checkpoint.vocab["src"], checkpoint.vocab["tgt"]
     specials = _special_tokens(source_itos, target_itos, checkpoint.vocab.get("decoder_start_token", "<s>"))
@@ -79,7 +81,7 @@ def import_opennmt(checkpoint_path, output_dir) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     converted.tokenizer.save_pretrained(output_dir)
-    _write_model_card(output_dir, checkpoint_path, model, settings, notes)
+    _write_model_card(output_dir, checkpoint_path, checkpoint.toolkit, model, settings, notes)
     for note in notes:
         logger.warning("%s", note)
     return output_dir
@@ -100,7 +102,7 @@ def _special_tokens(source_itos: list[str], target_itos: list[str], decoder_star
     return SpecialTokens(**tokens, ids={token: target_itos.index(token) for token in tokens.values()})
 
 
-def _write_model_card(output_dir: Path, checkpoint_path: Path, model, settings, notes) -> None:
+def _write_model_card(output_dir: Path, checkpoint_path: Path, toolkit: str, model, settings, notes) -> None:
     from huggingface_hub import ModelCard, ModelCardData
 
     from ..publishing import architecture_in_words, model_tags
@@ -108,19 +110,19 @@ def _write_model_card(output_dir: Path, checkpoint_path: Path, model, settings, 
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="translation",
-        tags=model_tags(model.config, "rnn_seq2seq", "opennmt", "custom_code"),
+        tags=model_tags(model.config, "rnn_seq2seq", toolkit.lower(), "custom_code"),
     )
     segmentation = settings.segmentation
     kind = "words split at spaces" if segmentation.level == "word" else segmentation.tokenizer_type
     differences = "".join(f"- {note}\n" for note in notes)
     card = ModelCard(
         f"---\n{data.to_yaml()}\n---\n\n"
-        "# OpenNMT-py recurrent model, imported\n\n"
-        f"Converted by `hf-rnn-seq2seq-import-opennmt` from the OpenNMT-py 3.x checkpoint `{checkpoint_path.name}`: "
+        f"# {toolkit} recurrent model, imported\n\n"
+        f"Converted by `hf-rnn-seq2seq-import-opennmt` from the {toolkit} model `{checkpoint_path.name}`: "
         f"{architecture_in_words(model.config)}, {model.num_parameters():,} parameters, segmentation: {kind}. "
-        "It computes OpenNMT's logits for the same input, and greedy search gives `onmt_translate`'s translations. "
-        "The generation config holds `onmt_translate`'s defaults (beam 5, up to 250 tokens, scores divided by the "
-        "length).\n\n"
+        f"It computes {toolkit}'s logits for the same input, and greedy search gives its translations. "
+        "The generation config holds its translation command's defaults (beam 5, up to 250 tokens, scores divided "
+        "by the length).\n\n"
         "```python\n"
         "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
         f'tokenizer = AutoTokenizer.from_pretrained("{output_dir.name}")\n'
@@ -128,7 +130,7 @@ def _write_model_card(output_dir: Path, checkpoint_path: Path, model, settings, 
         'batch = tokenizer(["..."], return_tensors="pt")\n'
         "print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))\n"
         "```\n\n"
-        f"## Differences from OpenNMT-py\n\n{differences}"
+        f"## Differences from {toolkit}\n\n{differences}"
     )
     card.save(output_dir / "README.md")
 
@@ -136,9 +138,10 @@ def _write_model_card(output_dir: Path, checkpoint_path: Path, model, settings, 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="hf-rnn-seq2seq-import-opennmt",
-        description="Convert an OpenNMT-py 3.x recurrent model (a .pt checkpoint) into a transformers model folder.",
+        description="Convert an OpenNMT-py 3.x recurrent model (a .pt checkpoint) or an eole one (its model folder) "
+        "into a transformers model folder.",
     )
-    parser.add_argument("checkpoint", help="an OpenNMT-py 3.x checkpoint, e.g. model_step_10000.pt")
+    parser.add_argument("checkpoint", help="an OpenNMT-py 3.x checkpoint (model_step_10000.pt) or an eole model folder")
     parser.add_argument("output_dir", help="where to write the model folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

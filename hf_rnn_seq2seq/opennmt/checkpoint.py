@@ -26,6 +26,7 @@ class OpenNMTCheckpoint:
     options: dict  # `opt` as a dict
     vocab: dict  # "src", "tgt": lists of tokens (index = id); "decoder_start_token", "data_task"
     state: dict[str, torch.Tensor]  # the model's tensors, the generator's as "generator.*"
+    toolkit: str = "OpenNMT-py"  # or "eole" (eole.py)
 
 
 def read_checkpoint(path: Path) -> OpenNMTCheckpoint:

@@ -26,7 +26,7 @@ _REFUSED = (
     ("copy_attn", False, "copy attention (a pointer over source words) is not represented"),
     ("coverage_attn", False, "coverage attention is not represented"),
     ("context_gate", None, "context gates are not represented"),
-    ("position_encoding", False, "position encodings on an RNN's embeddings are not represented"),
+    ("position_encoding_type", "SinusoidalInterleaved", "only the interleaved sinusoidal position encoding is"),
     ("global_attention_function", "softmax", "only softmax attention is represented"),
     ("generator_function", "softmax", "only a softmax output layer is represented"),
     ("n_src_feats", 0, "source word features (src_feats) are not represented"),
@@ -108,8 +108,9 @@ def read_settings(options: dict, base: Path) -> OpenNMTSettings:
         decoder_init="encoder_final_relu" if options.get("bridge") else "encoder_final",
         attentional_activation="none" if attention == "luong_concat" else "tanh",  # tanh for dot and general only
         input_feeding=bool(_option(options, "input_feed", 1)),
+        position_encoding="sinusoidal" if options.get("position_encoding") else "none",
         dropout=_first(_option(options, "dropout", 0.0)),
-        output_bias=True,
+        output_bias=bool(_option(options, "generator_bias", True)),  # eole's option; OpenNMT-py's always has one
     )
     return OpenNMTSettings(
         model=model,

@@ -66,7 +66,20 @@ def convert_state(theirs: dict[str, torch.Tensor], config, source_ids: list[int]
         else linear_out.new_zeros(linear_out.shape[0])
     )  # fmt: skip
     state["lm_head.weight"] = take("generator.weight")
-    state["lm_head.bias"] = take("generator.bias")
+    if config.output_bias:
+        state["lm_head.bias"] = take("generator.bias")
+    for name in [f"{side}.embeddings.make_embedding.pe.pe" for side in ("encoder", "decoder")]:
+        if name in theirs:  # OpenNMT-py's position encoding table: the sinusoids the model computes
+            check_position_table(name, take(name))
     if theirs:
         raise OpenNMTImportError(f"the checkpoint holds tensors this model has no place for: {sorted(theirs)}")
     return state
+
+
+def check_position_table(name: str, table: torch.Tensor) -> None:
+    """The saved (max_len, 1, E) table must be the sinusoids the model computes (it is not a learned weight)."""
+    from ..modeling_rnn_seq2seq import add_positions
+
+    expected = add_positions(torch.zeros(1, table.shape[0], table.shape[-1]))[0]
+    if not torch.allclose(table[:, 0], expected, atol=1e-6, rtol=0):
+        raise OpenNMTImportError(f"{name} is not the sinusoidal position encoding table OpenNMT and eole compute")
