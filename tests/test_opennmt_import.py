@@ -43,6 +43,23 @@ REFUSED = {
 }  # fmt: skip
 
 
+def single_spaced_texts(data_dir: Path) -> dict[tuple[str, str], str]:
+    """(split, lang) -> the slice's text with single spaces between words: OpenNMT and eole split at each space
+    (str.split(" ")), so two spaces would make an empty token, which onmt_train cannot read back from the vocabulary
+    it writes."""
+    return {(split, lang): "".join(" ".join(line.split()) + "\n" for line in
+                                   (data_dir / f"{split}.{lang}").read_text(encoding="utf-8").splitlines())
+            for split in ("train", "val", "test_2016_flickr") for lang in ("de", "en")}  # fmt: skip
+
+
+def write_training_data(folder: Path, texts: dict) -> None:
+    """train.src/tgt and valid.src/tgt (de→en) in `folder`, as both workers read them."""
+    folder.mkdir()
+    for ours, theirs in (("train", "train"), ("val", "valid")):
+        (folder / f"{theirs}.src").write_text(texts[ours, "de"], encoding="utf-8")
+        (folder / f"{theirs}.tgt").write_text(texts[ours, "en"], encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def opennmt_models(multi30k_slice, tmp_path_factory):
     """The variants trained, decoded and scored by OpenNMT-py (one worker process), then imported."""
@@ -50,19 +67,12 @@ def opennmt_models(multi30k_slice, tmp_path_factory):
         pytest.fail(f"OpenNMT-py's environment is missing ({OPENNMT_PYTHON}); .ci/run makes it")
     data_dir = multi30k_slice(train=500, validation=8, test=40)
     work = tmp_path_factory.mktemp("opennmt")
-    # Single spaces between words: OpenNMT splits at each space (str.split(" ")), so two spaces would make an empty
-    # token, which its own onmt_train cannot read back from the vocabulary it writes.
-    texts = {(split, lang): "".join(" ".join(line.split()) + "\n" for line in
-                                    (data_dir / f"{split}.{lang}").read_text(encoding="utf-8").splitlines())
-             for split in ("train", "val", "test_2016_flickr") for lang in ("de", "en")}  # fmt: skip
+    texts = single_spaced_texts(data_dir)
     (work / "train.both").write_text(texts["train", "de"] + texts["train", "en"], encoding="utf-8")
     models = []
     for name, options in {**VARIANTS, **REFUSED}.items():
         folder = work / name
-        folder.mkdir()
-        for ours, theirs in (("train", "train"), ("val", "valid")):
-            (folder / f"{theirs}.src").write_text(texts[ours, "de"], encoding="utf-8")
-            (folder / f"{theirs}.tgt").write_text(texts[ours, "en"], encoding="utf-8")
+        write_training_data(folder, texts)
         if "sentencepiece" in options.get("transforms", []):
             options = {**options, "src_subword_model": str(work / SENTENCEPIECE),
                        "tgt_subword_model": str(work / SENTENCEPIECE)}  # fmt: skip
