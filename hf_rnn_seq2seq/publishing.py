@@ -62,6 +62,24 @@ def architecture_in_words(config) -> str:
     return f"{config.rnn_type.upper()} encoder–decoder {attended}{feeding}"
 
 
+def save_imported_model_card(output_dir: Path, data: ModelCardData, title: str, summary: str, toolkit: str,
+                             notes: list[str]) -> None:
+    """The README.md of a folder an importer wrote: metadata, what it is, how to load it, how it differs from
+    `toolkit`."""
+    differences = "".join(f"- {note}\n" for note in notes) or "- none known for this model's settings\n"
+    ModelCard(
+        f"---\n{data.to_yaml()}\n---\n\n# {title}\n\n{summary}\n\n"
+        "```python\n"
+        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
+        f'tokenizer = AutoTokenizer.from_pretrained("{output_dir.name}")\n'
+        f'model = AutoModelForSeq2SeqLM.from_pretrained("{output_dir.name}", trust_remote_code=True)\n'
+        'batch = tokenizer(["..."], return_tensors="pt")\n'
+        "print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))\n"
+        "```\n\n"
+        f"## Differences from {toolkit}\n\n{differences}"
+    ).save(output_dir / "README.md")
+
+
 def model_tags(config, *extra: str) -> list[str]:
     """The card's Hub tags: the task, the cell ("gru" or "lstm"), attention where the model has it, and `extra`."""
     attention = [] if config.attention_type == "none" else ["attention"]

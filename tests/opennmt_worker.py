@@ -243,24 +243,23 @@ def logits_command(checkpoint: str, batch_json: str, out_npy: str, attn_npy: str
     print(out_npy)
 
 
-def segment_command(spm_model: str, pairs_json: str, out_json: str) -> None:
-    """The pairs as the sentencepiece transform segments them (onmt/transforms/tokenize.py: encode as pieces)."""
-    import sentencepiece
+def segmenter(transform: str, model_path: str):
+    """text -> text as OpenNMT's subword transform segments it (onmt/transforms/tokenize.py)."""
+    if transform == "sentencepiece":
+        import sentencepiece
 
-    processor = sentencepiece.SentencePieceProcessor(model_file=spm_model)
-    pairs = [[" ".join(processor.encode(text, out_type=str)) if text is not None else None for text in pair]
-             for pair in read_json(pairs_json)]  # fmt: skip
-    Path(out_json).write_text(json.dumps(pairs) + "\n", encoding="utf-8")
+        processor = sentencepiece.SentencePieceProcessor(model_file=model_path)
+        return lambda text: " ".join(processor.encode(text, out_type=str))
+    from subword_nmt.apply_bpe import BPE
+
+    with open(model_path, encoding="utf-8") as codes:
+        bpe = BPE(codes=codes)
+    return lambda text: " ".join(bpe.segment_tokens(text.split(" ")))
 
 
-def job_command(job_json: str) -> None:
-    """Every model of JOB_JSON in one process (one start-up of torch and onmt):
-    {"sentencepiece": {"input", "prefix", "vocab_size"} (optional: trains PREFIX.model),
-     "models": [{"workdir", "options", "train_only"?}], "test_src": path, "pairs": PAIRS_JSON path}.
-    In each workdir: the checkpoint, greedy.txt and beam.txt (onmt_translate of test_src, with the model's
-    sentencepiece transform: its output detokenized), batch.json and logits.npy (of the pairs, segmented first where
-    the model's transforms use sentencepiece)."""
-    job = read_json(job_json)
+def learn_subwords(job: dict) -> None:
+    """The subword models the job's models use: {"sentencepiece": {"input", "prefix", "vocab_size"}} trains
+    PREFIX.model, {"bpe": {"input", "codes", "merges"}} learns subword-nmt codes."""
     if "sentencepiece" in job:
         import sentencepiece
 
@@ -269,18 +268,36 @@ def job_command(job_json: str) -> None:
             input=spm["input"], model_prefix=spm["prefix"], vocab_size=spm["vocab_size"], model_type="unigram",
             character_coverage=1.0, num_threads=1, minloglevel=2,
         )  # fmt: skip
+    if "bpe" in job:
+        from subword_nmt.learn_bpe import learn_bpe
+
+        with open(job["bpe"]["input"], encoding="utf-8") as text, open(job["bpe"]["codes"], "w", encoding="utf-8") as out:
+            learn_bpe(text, out, job["bpe"]["merges"])
+
+
+def job_command(job_json: str) -> None:
+    """Every model of JOB_JSON in one process (one start-up of torch and onmt):
+    {"sentencepiece": ..., "bpe": ... (optional, see learn_subwords), "models": [{"workdir", "options",
+    "train_only"?}], "test_src": path, "pairs": PAIRS_JSON path}.
+    In each workdir: the checkpoint, greedy.txt and beam.txt (onmt_translate of test_src, with the model's subword
+    transform: its output detokenized), batch.json and logits.npy (of the pairs, segmented first as the model's
+    subword transform segments)."""
+    job = read_json(job_json)
+    learn_subwords(job)
     for model in job["models"]:
         work = Path(model["workdir"])
         checkpoint = train_command(str(work), json.dumps(model["options"]))
         if model.get("train_only"):
             continue
         options, pairs, transform_args = model["options"], job["pairs"], []
-        if "sentencepiece" in options.get("transforms", []):
+        subword = [name for name in options.get("transforms", []) if name in ("sentencepiece", "bpe")]
+        if subword:
             # onmt_translate applies the transforms its own command line names, not the checkpoint's.
-            transform_args = ["-transforms", "sentencepiece", "-src_subword_model", options["src_subword_model"],
+            transform_args = ["-transforms", subword[0], "-src_subword_model", options["src_subword_model"],
                               "-tgt_subword_model", options["tgt_subword_model"]]  # fmt: skip
+            segment = segmenter(subword[0], options["src_subword_model"])
             pairs = str(work / "segmented_pairs.json")
-            segment_command(options["src_subword_model"], job["pairs"], pairs)
+            Path(pairs).write_text(json.dumps([[segment(text) for text in pair] for pair in read_json(job["pairs"])]))
         for mode in ("greedy", "beam"):
             translate_command(checkpoint, job["test_src"], str(work / f"{mode}.txt"), mode, *transform_args)
         ids_command(checkpoint, pairs, str(work / "batch.json"))

@@ -19,17 +19,18 @@ from hf_rnn_seq2seq.opennmt.checkpoint import read_checkpoint
 OPENNMT_PYTHON = REPO_ROOT / ".cache" / "opennmt-venv" / "bin" / "python"
 WORKER = REPO_ROOT / "tests" / "opennmt_worker.py"
 MAX_LENGTH = 100  # the worker's onmt_translate -max_length (and -max_length_ratio 0)
-SENTENCEPIECE = "spm.model"  # trained by the worker, in the job's folder
+SUBWORD_MODELS = {"sentencepiece": "spm.model", "bpe": "bpe.codes"}  # trained by the worker, in the job's folder
 # The issue's configurations and two more: OpenNMT's default RNN (LSTM, brnn, general attention, input feeding),
-# GRU + dot, mlp, StdRNNDecoder, the ReLU bridge (with sentencepiece segmentation), two layers, one table for
-# source, target and output layer; and a unidirectional two-layer GRU whose bridge mixes the layers.
+# GRU + dot, mlp, StdRNNDecoder, the ReLU bridge (with sentencepiece), two layers (with
+# subword-nmt BPE), one table for source, target and output layer; and a unidirectional two-layer GRU whose bridge
+# mixes the layers.
 VARIANTS = {
     "lstm-brnn-general": {"encoder_type": "brnn"},
     "gru-brnn-dot": {"encoder_type": "brnn", "rnn_type": "GRU", "global_attention": "dot"},
     "lstm-brnn-mlp": {"encoder_type": "brnn", "global_attention": "mlp"},
     "lstm-brnn-no_input_feed": {"encoder_type": "brnn", "input_feed": 0},
     "lstm-brnn-bridge-sentencepiece": {"encoder_type": "brnn", "bridge": True, "transforms": ["sentencepiece"]},
-    "lstm-brnn-2layers": {"encoder_type": "brnn", "layers": 2},
+    "lstm-brnn-2layers-bpe": {"encoder_type": "brnn", "layers": 2, "transforms": ["bpe"]},
     "lstm-brnn-shared_embeddings": {"encoder_type": "brnn", "share_vocab": True, "share_embeddings": True,
                                     "share_decoder_embeddings": True, "word_vec_size": 32},
     "gru-rnn-2layers-bridge-mlp": {"encoder_type": "rnn", "rnn_type": "GRU", "layers": 2, "bridge": True,
@@ -40,6 +41,7 @@ REFUSED = {
     "transformer": {"encoder_type": "transformer", "decoder_type": "transformer", "word_vec_size": 32, "heads": 2,
                     "transformer_ff": 64, "position_encoding": True, "train_steps": 4},
     "copy_attention": {"encoder_type": "brnn", "copy_attn": True, "train_steps": 4},
+    "position_encoding": {"encoder_type": "brnn", "position_encoding": True, "train_steps": 4},
 }  # fmt: skip
 
 
@@ -73,15 +75,16 @@ def opennmt_models(multi30k_slice, tmp_path_factory):
     for name, options in {**VARIANTS, **REFUSED}.items():
         folder = work / name
         write_training_data(folder, texts)
-        if "sentencepiece" in options.get("transforms", []):
-            options = {**options, "src_subword_model": str(work / SENTENCEPIECE),
-                       "tgt_subword_model": str(work / SENTENCEPIECE)}  # fmt: skip
+        for transform in set(options.get("transforms", [])) & set(SUBWORD_MODELS):
+            model = str(work / SUBWORD_MODELS[transform])
+            options = {**options, "src_subword_model": model, "tgt_subword_model": model}
         models.append({"workdir": str(folder), "options": options, "train_only": name in REFUSED})
     sources, targets = texts["test_2016_flickr", "de"].splitlines(), texts["test_2016_flickr", "en"].splitlines()
     (work / "test.src").write_text("\n".join(sources) + "\n", encoding="utf-8")
     (work / "pairs.json").write_text(json.dumps([list(pair) for pair in zip(sources[:8], targets[:8])]))
     job = {
         "sentencepiece": {"input": str(work / "train.both"), "prefix": str(work / "spm"), "vocab_size": 400},
+        "bpe": {"input": str(work / "train.both"), "codes": str(work / SUBWORD_MODELS["bpe"]), "merges": 400},
         "models": models, "test_src": str(work / "test.src"), "pairs": str(work / "pairs.json"),
     }  # fmt: skip
     (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
@@ -93,7 +96,7 @@ def opennmt_models(multi30k_slice, tmp_path_factory):
             "checkpoint": checkpoint,
             "folder": import_opennmt(checkpoint, work / f"imported-{name}"),
             "workdir": work / name,
-            "sentencepiece": "sentencepiece" in VARIANTS[name].get("transforms", []),
+            "subword": next((t for t in VARIANTS[name].get("transforms", []) if t in SUBWORD_MODELS), None),
             "test_sources": sources,
         }
     return {"models": imported, "work": work}
@@ -110,10 +113,11 @@ def test_imported_model_segments_like_opennmt_and_computes_its_logits(opennmt_mo
     theirs = json.loads((imported["workdir"] / "batch.json").read_text())
     pairs = json.loads((opennmt_models["work"] / "pairs.json").read_text())
     batch = tokenizer([source for source, _ in pairs], return_tensors="pt", padding=True)
-    # What the encoder reads: each token, or <unk> where OpenNMT's source vocabulary lacks it.
+    # What the encoder reads: each token (as OpenNMT writes it), or <unk> where its source vocabulary lacks it.
     source_vocabulary = read_checkpoint(imported["checkpoint"]).vocab["src"]
     known = set(source_vocabulary)
-    ours = [[token if token in known else "<unk>" for token in tokenizer.convert_ids_to_tokens(ids[mask.bool()])]
+    ours = [[token if token in known else "<unk>" for token in
+             opennmt_tokens(tokenizer.convert_ids_to_tokens(ids[mask.bool()]), imported["subword"])]
             for ids, mask in zip(batch.input_ids, batch.attention_mask)]  # fmt: skip
     assert ours == [[source_vocabulary[i] for i in ids[:n]] for ids, n in zip(theirs["src"], theirs["src_len"])]
     with torch.no_grad():
@@ -124,9 +128,17 @@ def test_imported_model_segments_like_opennmt_and_computes_its_logits(opennmt_mo
         torch.testing.assert_close(logits[row, :length], expected[row, :length], atol=1e-5, rtol=0)
 
 
+def opennmt_tokens(tokens: list[str], subword: str | None) -> list[str]:
+    """Our tokens as OpenNMT writes them: subword-nmt pieces but a word's last carry "@@"; ours mark the last "</w>"."""
+    if subword != "bpe":
+        return tokens
+    return [t[: -len("</w>")] if t.endswith("</w>") else t if t.startswith("<") and t.endswith(">") else t + "@@"
+            for t in tokens]  # fmt: skip
+
+
 def _our_translations(imported, **generate_kwargs) -> list[str]:
-    """As onmt_translate writes them: the tokens before </s>, joined by spaces, or with the sentencepiece transform
-    the text they decode to."""
+    """As onmt_translate writes them: the tokens before </s>, joined by spaces, or with a subword transform the text
+    they decode to."""
     model, tokenizer = load(imported["folder"])
     skipped = {model.config.pad_token_id, model.config.bos_token_id}
     translations = []
@@ -137,7 +149,7 @@ def _our_translations(imported, **generate_kwargs) -> list[str]:
         for row in output.tolist():
             row = row[: row.index(model.config.eos_token_id)] if model.config.eos_token_id in row else row
             pieces = tokenizer.convert_ids_to_tokens([i for i in row if i not in skipped])
-            as_text = tokenizer.convert_tokens_to_string if imported["sentencepiece"] else " ".join
+            as_text = tokenizer.convert_tokens_to_string if imported["subword"] else " ".join
             translations.append(as_text(pieces))
     return translations
 
@@ -168,8 +180,9 @@ def test_beam_search_agrees_with_onmt_translate_on_99_percent(opennmt_models):
 
 @pytest.mark.parametrize(
     "name, reason",
-    [("transformer", "encoder_type='transformer' is not supported"), ("copy_attention", "copy_attn=True")],
-)
+    [("transformer", "encoder_type='transformer' is not supported"), ("copy_attention", "copy_attn=True"),
+     ("position_encoding", "position 0 at every translation step")],
+)  # fmt: skip
 def test_a_model_the_importer_cannot_represent_is_refused_naming_the_option(opennmt_models, tmp_path, name, reason):
     checkpoint = opennmt_models["work"] / name / "model_step_4.pt"
     with pytest.raises(OpenNMTImportError, match=reason):

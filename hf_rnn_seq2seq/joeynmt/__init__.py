@@ -80,9 +80,9 @@ def import_joeynmt(config_path, checkpoint_path, output_dir) -> Path:
 
 
 def _write_model_card(output_dir: Path, settings, config_path: Path, checkpoint_path: Path, model, notes) -> None:
-    from huggingface_hub import ModelCard, ModelCardData
+    from huggingface_hub import ModelCardData
 
-    from ..publishing import architecture_in_words, model_tags
+    from ..publishing import architecture_in_words, model_tags, save_imported_model_card
     from .settings import ATTENTION_TYPES
 
     joeynmt_attention = next(theirs for theirs, ours in ATTENTION_TYPES.items() if ours == model.config.attention_type)
@@ -93,26 +93,16 @@ def _write_model_card(output_dir: Path, settings, config_path: Path, checkpoint_
         pipeline_tag="translation",
         tags=model_tags(model.config, "rnn_seq2seq", "joeynmt", "custom_code"),
     )
-    differences = "".join(f"- {note}\n" for note in notes) or "- none known for this model's settings\n"
     segmentation = settings.segmentation
     kind = segmentation.level if segmentation.level == "word" else f"bpe ({segmentation.tokenizer_type})"
-    card = ModelCard(
-        f"---\n{data.to_yaml()}\n---\n\n"
-        f"# JoeyNMT {settings.source_lang}→{settings.target_lang} recurrent model, imported\n\n"
+    summary = (
         f"Converted by `hf-rnn-seq2seq-import-joeynmt` from the JoeyNMT 2.x model `{config_path.name}` + "
         f"`{checkpoint_path.name}`: {architecture_in_words(model.config)} (the attention JoeyNMT calls "
         f"\"{joeynmt_attention}\"), {model.num_parameters():,} parameters, segmentation {kind}. "
-        "It computes JoeyNMT's logits for the same input, and greedy search gives JoeyNMT's translations.\n\n"
-        "```python\n"
-        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
-        f'tokenizer = AutoTokenizer.from_pretrained("{output_dir.name}")\n'
-        f'model = AutoModelForSeq2SeqLM.from_pretrained("{output_dir.name}", trust_remote_code=True)\n'
-        'batch = tokenizer(["..."], return_tensors="pt")\n'
-        "print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))\n"
-        "```\n\n"
-        f"## Differences from JoeyNMT\n\n{differences}"
+        "It computes JoeyNMT's logits for the same input, and greedy search gives JoeyNMT's translations."
     )
-    card.save(output_dir / "README.md")
+    title = f"JoeyNMT {settings.source_lang}→{settings.target_lang} recurrent model, imported"
+    save_imported_model_card(output_dir, data, title, summary, "JoeyNMT", notes)
 
 
 def main(argv=None) -> None:

@@ -31,6 +31,24 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return checkpoint["model_state"]
 
 
+def embeddings_and_encoder(source_table, target_table, encoder_rnn: dict[str, torch.Tensor], config,
+                           source_ids: list[int], error: type[ValueError]) -> dict[str, torch.Tensor]:
+    """Our embedding tables and encoder RNNs from a toolkit's (JoeyNMT's and OpenNMT's alike): the source table's rows
+    in our id order (`source_ids`), the target table where the vocabularies are separate (else it must equal the
+    source's), and a bidirectional nn.LSTM/GRU's tensors ("encoder.rnn.weight_ih_l0", "..._l0_reverse", ...) as our
+    per-direction layers."""
+    state = {"model.encoder.embed_tokens.weight": source_table[torch.tensor(source_ids)]}
+    if config.source_vocab_size is not None:
+        state["model.decoder.embed_tokens.weight"] = target_table
+    elif not torch.equal(source_table, target_table):
+        raise error("source and target embeddings differ, but the model was converted to share one table")
+    for name, tensor in encoder_rnn.items():
+        weight, layer, reverse = re.fullmatch(r"encoder\.rnn\.(\w+)_l(\d+)(_reverse)?", name).groups()
+        direction = "backward_layers" if reverse else "forward_layers"
+        state[f"model.encoder.{direction}.{layer}.{weight}_l0"] = tensor
+    return state
+
+
 def convert_state(joey: dict[str, torch.Tensor], config, source_ids: list[int]) -> dict[str, torch.Tensor]:
     """JoeyNMT's `model_state` -> RNNSeq2SeqForConditionalGeneration's state dict (before tying).
 
@@ -43,19 +61,9 @@ def convert_state(joey: dict[str, torch.Tensor], config, source_ids: list[int]) 
             raise JoeyNMTImportError(f"the checkpoint lacks {name}, which this model needs")
         return joey.pop(name)
 
-    state = {}
-    source_table = take("src_embed.lut.weight")
-    target_table = take("trg_embed.lut.weight")
-    state["model.encoder.embed_tokens.weight"] = source_table[torch.tensor(source_ids)]
-    if config.source_vocab_size is not None:
-        state["model.decoder.embed_tokens.weight"] = target_table
-    elif not torch.equal(source_table, target_table):
-        raise JoeyNMTImportError("source and target embeddings differ, but the model was converted to share one table")
-
-    for name in [n for n in joey if n.startswith("encoder.rnn.")]:
-        weight, layer, reverse = re.fullmatch(r"encoder\.rnn\.(\w+)_l(\d+)(_reverse)?", name).groups()
-        direction = "backward_layers" if reverse else "forward_layers"
-        state[f"model.encoder.{direction}.{layer}.{weight}_l0"] = take(name)
+    encoder_rnn = {name: take(name) for name in [n for n in joey if n.startswith("encoder.rnn.")]}
+    state = embeddings_and_encoder(take("src_embed.lut.weight"), take("trg_embed.lut.weight"), encoder_rnn, config,
+                                   source_ids, JoeyNMTImportError)  # fmt: skip
     for name in [n for n in joey if n.startswith("decoder.rnn.")]:
         weight, layer = re.fullmatch(r"decoder\.rnn\.(\w+)_l(\d+)", name).groups()
         state[f"model.decoder.layers.{layer}.{weight}_l0"] = take(name)

@@ -44,7 +44,7 @@ def import_opennmt(checkpoint_path, output_dir) -> Path:
 
     checkpoint_path, output_dir = Path(checkpoint_path), Path(output_dir)
     checkpoint = read_eole(checkpoint_path) if checkpoint_path.is_dir() else read_checkpoint(checkpoint_path)
-    settings = read_settings(checkpoint.options, checkpoint_path.parent)
+    settings = read_settings(checkpoint.options, checkpoint_path.parent, checkpoint.toolkit)
     source_itos, target_itos = checkpoint.vocab["src"], checkpoint.vocab["tgt"]
     specials = _special_tokens(source_itos, target_itos, checkpoint.vocab.get("decoder_start_token", "<s>"))
     converted = build_tokenizer(settings.segmentation, source_itos, target_itos, specials, append_eos=False)
@@ -103,9 +103,9 @@ def _special_tokens(source_itos: list[str], target_itos: list[str], decoder_star
 
 
 def _write_model_card(output_dir: Path, checkpoint_path: Path, toolkit: str, model, settings, notes) -> None:
-    from huggingface_hub import ModelCard, ModelCardData
+    from huggingface_hub import ModelCardData
 
-    from ..publishing import architecture_in_words, model_tags
+    from ..publishing import architecture_in_words, model_tags, save_imported_model_card
 
     data = ModelCardData(
         library_name="transformers",
@@ -114,25 +114,14 @@ def _write_model_card(output_dir: Path, checkpoint_path: Path, toolkit: str, mod
     )
     segmentation = settings.segmentation
     kind = "words split at spaces" if segmentation.level == "word" else segmentation.tokenizer_type
-    differences = "".join(f"- {note}\n" for note in notes)
-    card = ModelCard(
-        f"---\n{data.to_yaml()}\n---\n\n"
-        f"# {toolkit} recurrent model, imported\n\n"
+    summary = (
         f"Converted by `hf-rnn-seq2seq-import-opennmt` from the {toolkit} model `{checkpoint_path.name}`: "
         f"{architecture_in_words(model.config)}, {model.num_parameters():,} parameters, segmentation: {kind}. "
         f"It computes {toolkit}'s logits for the same input, and greedy search gives its translations. "
         "The generation config holds its translation command's defaults (beam 5, up to 250 tokens, scores divided "
-        "by the length).\n\n"
-        "```python\n"
-        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
-        f'tokenizer = AutoTokenizer.from_pretrained("{output_dir.name}")\n'
-        f'model = AutoModelForSeq2SeqLM.from_pretrained("{output_dir.name}", trust_remote_code=True)\n'
-        'batch = tokenizer(["..."], return_tensors="pt")\n'
-        "print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))\n"
-        "```\n\n"
-        f"## Differences from {toolkit}\n\n{differences}"
+        "by the length)."
     )
-    card.save(output_dir / "README.md")
+    save_imported_model_card(output_dir, data, f"{toolkit} recurrent model, imported", summary, toolkit, notes)
 
 
 def main(argv=None) -> None:

@@ -18,7 +18,6 @@ import torch
 
 from .checkpoint import OpenNMTCheckpoint
 from .settings import OpenNMTImportError
-from .weights import check_position_table
 
 # eole 0.6.4's defaults for what config.json leaves out (RnnConfig, EncoderConfig, DecoderConfig, EmbeddingsConfig,
 # BaseModelConfig); model-level values, where given, stand for both sides.
@@ -108,7 +107,7 @@ def _tensors(state: dict[str, torch.Tensor], options: dict) -> dict[str, torch.T
     renamed = {}
     for name, tensor in state.items():
         if name in _POSITION_TABLES:
-            check_position_table(name, tensor)
+            _check_position_table(name, tensor)
             continue
         prefix = next((prefix for prefix in _EMBEDDINGS if name.startswith(prefix)), None)
         renamed[_EMBEDDINGS[prefix] + name[len(prefix) :] if prefix else name] = tensor
@@ -118,3 +117,12 @@ def _tensors(state: dict[str, torch.Tensor], options: dict) -> dict[str, torch.T
     if options["share_decoder_embeddings"]:
         renamed.setdefault("generator.weight", renamed.get(target))
     return {name: tensor for name, tensor in renamed.items() if tensor is not None}
+
+
+def _check_position_table(name: str, table: torch.Tensor) -> None:
+    """The saved (max_len, 1, E) table must be the sinusoids the model computes (it is not a learned weight)."""
+    from ..modeling_rnn_seq2seq import add_positions
+
+    expected = add_positions(torch.zeros(1, table.shape[0], table.shape[-1]))[0]
+    if not torch.allclose(table[:, 0], expected, atol=1e-6, rtol=0):
+        raise OpenNMTImportError(f"{name} is not the sinusoidal position encoding table eole computes")

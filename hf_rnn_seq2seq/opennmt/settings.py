@@ -26,7 +26,6 @@ _REFUSED = (
     ("copy_attn", False, "copy attention (a pointer over source words) is not represented"),
     ("coverage_attn", False, "coverage attention is not represented"),
     ("context_gate", None, "context gates are not represented"),
-    ("position_encoding_type", "SinusoidalInterleaved", "only the interleaved sinusoidal position encoding is"),
     ("global_attention_function", "softmax", "only softmax attention is represented"),
     ("generator_function", "softmax", "only a softmax output layer is represented"),
     ("n_src_feats", 0, "source word features (src_feats) are not represented"),
@@ -72,9 +71,10 @@ def _require(options: dict, name: str, allowed, why: str):
     return value
 
 
-def read_settings(options: dict, base: Path) -> OpenNMTSettings:
-    """Check OpenNMT's training options (`opt` of the checkpoint, as a dict) and map them; relative file paths are
-    read from the working directory, as OpenNMT reads them, or else from `base` (the checkpoint's folder)."""
+def read_settings(options: dict, base: Path, toolkit: str = "OpenNMT-py") -> OpenNMTSettings:
+    """Check OpenNMT's training options (`opt` of the checkpoint, as a dict; eole's as eole.py maps them) and map
+    them; relative file paths are read from the working directory, as OpenNMT reads them, or else from `base` (the
+    checkpoint's folder)."""
     options = _sizes(options)
     _require(options, "model_task", {"seq2seq", None}, "only translation (seq2seq) models are imported")
     _require(options, "encoder_type", {"rnn", "brnn"}, "only recurrent encoders (rnn, brnn) are represented")
@@ -86,6 +86,12 @@ def read_settings(options: dict, base: Path) -> OpenNMTSettings:
     for name, default, why in _REFUSED:
         if _option(options, name, default) != default:
             raise OpenNMTImportError(f"option {name}={options[name]!r} is not supported: {why}")
+    if options.get("position_encoding") and toolkit == "OpenNMT-py":
+        raise OpenNMTImportError(
+            "option position_encoding=True is not supported for OpenNMT-py models: its recurrent decoders add the "
+            "encoding of position 0 at every translation step (onmt/decoders/decoder.py calls its embeddings "
+            "without the step), though training added positions 0, 1, 2, ... (eole's models pass the step)"
+        )
     if options["src_word_vec_size"] != options["tgt_word_vec_size"]:
         raise OpenNMTImportError(
             f"src_word_vec_size {options['src_word_vec_size']} != tgt_word_vec_size {options['tgt_word_vec_size']}: "

@@ -12,6 +12,7 @@ import re
 
 import torch
 
+from ..joeynmt.weights import embeddings_and_encoder
 from .settings import OpenNMTImportError
 
 _EMBEDDINGS = "{side}.embeddings.make_embedding.emb_luts.0.weight"
@@ -28,17 +29,9 @@ def convert_state(theirs: dict[str, torch.Tensor], config, source_ids: list[int]
             raise OpenNMTImportError(f"the checkpoint lacks {name}, which this model needs")
         return theirs.pop(name)
 
-    source_table, target_table = take(_EMBEDDINGS.format(side="encoder")), take(_EMBEDDINGS.format(side="decoder"))
-    state = {"model.encoder.embed_tokens.weight": source_table[torch.tensor(source_ids)]}
-    if config.source_vocab_size is not None:
-        state["model.decoder.embed_tokens.weight"] = target_table
-    elif not torch.equal(source_table, target_table):
-        raise OpenNMTImportError("source and target embeddings differ, but the model was converted to share one table")
-
-    for name in [n for n in theirs if n.startswith("encoder.rnn.")]:
-        weight, layer, reverse = re.fullmatch(r"encoder\.rnn\.(\w+)_l(\d+)(_reverse)?", name).groups()
-        direction = "backward_layers" if reverse else "forward_layers"
-        state[f"model.encoder.{direction}.{layer}.{weight}_l0"] = take(name)
+    encoder_rnn = {name: take(name) for name in [n for n in theirs if n.startswith("encoder.rnn.")]}
+    state = embeddings_and_encoder(take(_EMBEDDINGS.format(side="encoder")), take(_EMBEDDINGS.format(side="decoder")),
+                                   encoder_rnn, config, source_ids, OpenNMTImportError)  # fmt: skip
     for name in [n for n in theirs if n.startswith("decoder.rnn.")]:
         # InputFeedRNNDecoder: stacked cells, decoder.rnn.layers.N.weight_ih; StdRNNDecoder: one nn.LSTM/GRU.
         cell = re.fullmatch(r"decoder\.rnn\.layers\.(\d+)\.(\w+)", name)
@@ -68,18 +61,6 @@ def convert_state(theirs: dict[str, torch.Tensor], config, source_ids: list[int]
     state["lm_head.weight"] = take("generator.weight")
     if config.output_bias:
         state["lm_head.bias"] = take("generator.bias")
-    for name in [f"{side}.embeddings.make_embedding.pe.pe" for side in ("encoder", "decoder")]:
-        if name in theirs:  # OpenNMT-py's position encoding table: the sinusoids the model computes
-            check_position_table(name, take(name))
     if theirs:
         raise OpenNMTImportError(f"the checkpoint holds tensors this model has no place for: {sorted(theirs)}")
     return state
-
-
-def check_position_table(name: str, table: torch.Tensor) -> None:
-    """The saved (max_len, 1, E) table must be the sinusoids the model computes (it is not a learned weight)."""
-    from ..modeling_rnn_seq2seq import add_positions
-
-    expected = add_positions(torch.zeros(1, table.shape[0], table.shape[-1]))[0]
-    if not torch.allclose(table[:, 0], expected, atol=1e-6, rtol=0):
-        raise OpenNMTImportError(f"{name} is not the sinusoidal position encoding table OpenNMT and eole compute")
