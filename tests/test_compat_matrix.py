@@ -45,6 +45,12 @@ MODELS = {
         attention_type="luong_concat", encoder_hidden_size=8, attentional_size=16, tie_word_embeddings=False,
         decoder_init="encoder_final", attentional_activation="none", output_bias=True,
     )),
+    # eole's default RNN as the importer writes it: a unidirectional encoder, the sinusoidal position encoding on
+    # both sides' embeddings (target positions counted on from the decoder state), here with its bridge.
+    "eole_lstm_positions": (2, dict(
+        input_feeding=True, rnn_type="lstm", bidirectional_encoder=False, attentional_size=16,
+        tie_word_embeddings=False, decoder_init="encoder_final_relu", position_encoding="sinusoidal",
+    )),
 }
 
 
