@@ -2,6 +2,7 @@
 .cache/opennmt-venv, which .ci/run makes) on the real data slice, converted, and compared with OpenNMT's own
 segmentation, teacher-forced logits and `onmt_translate` output (tests/opennmt_worker.py)."""
 
+import argparse
 import json
 import sys
 import types
@@ -36,6 +37,9 @@ VARIANTS = {
     "gru-rnn-2layers-bridge-mlp": {"encoder_type": "rnn", "rnn_type": "GRU", "layers": 2, "bridge": True,
                                    "global_attention": "mlp"},
 }  # fmt: skip
+# OpenNMT's default again, its weights saved by `save_format: safetensors` beside the .pt (trained only: OpenNMT-py
+# 3.5.1's own loader looks for MODEL.*.safetensors, not the MODEL.safetensors its saver writes).
+SAFETENSORS = {"lstm-brnn-general-safetensors": {"encoder_type": "brnn", "save_format": "safetensors"}}
 # Trained for a few steps only, to be refused.
 REFUSED = {
     "transformer": {"encoder_type": "transformer", "decoder_type": "transformer", "word_vec_size": 32, "heads": 2,
@@ -72,13 +76,13 @@ def opennmt_models(multi30k_slice, tmp_path_factory):
     texts = single_spaced_texts(data_dir)
     (work / "train.both").write_text(texts["train", "de"] + texts["train", "en"], encoding="utf-8")
     models = []
-    for name, options in {**VARIANTS, **REFUSED}.items():
+    for name, options in {**VARIANTS, **SAFETENSORS, **REFUSED}.items():
         folder = work / name
         write_training_data(folder, texts)
         for transform in set(options.get("transforms", [])) & set(SUBWORD_MODELS):
             model = str(work / SUBWORD_MODELS[transform])
             options = {**options, "src_subword_model": model, "tgt_subword_model": model}
-        models.append({"workdir": str(folder), "options": options, "train_only": name in REFUSED})
+        models.append({"workdir": str(folder), "options": options, "train_only": name not in VARIANTS})
     sources, targets = texts["test_2016_flickr", "de"].splitlines(), texts["test_2016_flickr", "en"].splitlines()
     (work / "test.src").write_text("\n".join(sources) + "\n", encoding="utf-8")
     (work / "pairs.json").write_text(json.dumps([list(pair) for pair in zip(sources[:8], targets[:8])]))
@@ -190,6 +194,24 @@ def test_a_model_the_importer_cannot_represent_is_refused_naming_the_option(open
     assert not (tmp_path / "out").exists()
 
 
+def test_weights_saved_as_safetensors_beside_the_checkpoint_are_read(opennmt_models, tmp_path):
+    """Trained as OpenNMT's default variant, with the same seed and data: the same logits, from weights the .pt lacks."""
+    checkpoint = opennmt_models["work"] / "lstm-brnn-general-safetensors" / "model_step_150.pt"
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        assert "model" not in torch.load(checkpoint, weights_only=True)
+    assert checkpoint.with_suffix(".safetensors").is_file()
+    imported = opennmt_models["models"]["lstm-brnn-general"]
+    model, tokenizer = load(import_opennmt(checkpoint, tmp_path / "out"))
+    theirs = json.loads((imported["workdir"] / "batch.json").read_text())
+    pairs = json.loads((opennmt_models["work"] / "pairs.json").read_text())
+    batch = tokenizer([source for source, _ in pairs], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**batch, decoder_input_ids=torch.tensor(theirs["tgt"])).logits
+    expected = torch.from_numpy(numpy.load(imported["workdir"] / "logits.npy", allow_pickle=False))
+    for row, length in enumerate(theirs["tgt_len"]):
+        torch.testing.assert_close(logits[row, :length], expected[row, :length], atol=1e-5, rtol=0)
+
+
 UNPICKLED = []
 
 
@@ -205,7 +227,7 @@ class _Hook:
 
 def test_a_checkpoint_carrying_another_pickled_global_is_refused_and_nothing_is_unpickled(opennmt_models, tmp_path):
     real = opennmt_models["models"]["lstm-brnn-general"]["checkpoint"]
-    with torch.serialization.safe_globals([__import__("argparse").Namespace]):
+    with torch.serialization.safe_globals([argparse.Namespace]):
         checkpoint = torch.load(real, weights_only=True)
     torch.save({**checkpoint, "hook": _Hook()}, tmp_path / "hooked.pt")
     with pytest.raises(OpenNMTImportError, match=r"_record_unpickling.*never runs a checkpoint's pickled code"):

@@ -48,7 +48,7 @@ def read_checkpoint(path: Path) -> OpenNMTCheckpoint:
         )
     with torch.serialization.safe_globals(list(ALLOWED.values())):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    missing = [key for key in ("model", "generator", "vocab", "opt") if key not in checkpoint]
+    missing = [key for key in ("vocab", "opt") if key not in checkpoint]
     if not isinstance(checkpoint, dict) or missing:
         raise OpenNMTImportError(f"{path} is not an OpenNMT-py 3.x checkpoint (it lacks {missing or 'a dict'})")
     if not isinstance(checkpoint["opt"], argparse.Namespace):
@@ -56,6 +56,21 @@ def read_checkpoint(path: Path) -> OpenNMTCheckpoint:
     vocab = checkpoint["vocab"]
     if not (isinstance(vocab, dict) and all(isinstance(vocab.get(side), list) for side in ("src", "tgt"))):
         raise OpenNMTImportError(f"{path}: 'vocab' is not OpenNMT-py 3.x's (lists of source and target tokens)")
-    generator = {f"generator.{name}": tensor for name, tensor in checkpoint["generator"].items()}
-    state = dict(checkpoint["model"]) | generator
-    return OpenNMTCheckpoint(vars(checkpoint["opt"]), vocab, state)
+    return OpenNMTCheckpoint(vars(checkpoint["opt"]), vocab, _tensors(checkpoint, path))
+
+
+def _tensors(checkpoint: dict, path: Path) -> dict[str, torch.Tensor]:
+    """The model's and the generator's tensors: in the checkpoint, or (`save_format: safetensors`) in the
+    MODEL_step_N.safetensors file that onmt_train writes beside it, the generator's among them."""
+    if "model" in checkpoint and "generator" in checkpoint:
+        generator = {f"generator.{name}": tensor for name, tensor in checkpoint["generator"].items()}
+        return dict(checkpoint["model"]) | generator
+    weights = path.with_suffix(".safetensors")
+    if not weights.is_file():
+        raise OpenNMTImportError(
+            f"{path} holds no weights ('model' and 'generator'), and {weights.name}, where onmt_train's save_format "
+            "safetensors puts them, is not beside it"
+        )
+    from safetensors.torch import load_file
+
+    return load_file(weights)
