@@ -12,9 +12,6 @@ N decoder rows: B, or B * G when each source sentence is decoded G times side by
 samples, as consecutive rows); the encoder's outputs are kept once per sentence, not copied G times.
 """
 
-import math
-from dataclasses import dataclass
-
 import torch
 import transformers
 from torch import nn
@@ -208,13 +205,19 @@ def _run_rnn(rnn: nn.Module, inputs: torch.Tensor, lengths: torch.Tensor, packed
     return outputs, final if isinstance(final, tuple) else (final,)
 
 
-@dataclass
-class RNNEncoderOutput(BaseModelOutput):
-    """The encoder's outputs, with each layer's final state where the decoder starts from it
-    (`config.decoder_init` "encoder_final*"): final_state (L, B, K) or LSTM (L, B, 2K) [h; c], both directions
-    joined in each of h and c."""
+# math.log(10000.0), as eole and OpenNMT-py compute their position encodings (this file imports only torch and
+# transformers).
+_LOG_10000 = 9.210340371976184
 
-    final_state: torch.FloatTensor | None = None
+
+def encoder_output(last_hidden_state, hidden_states=None, final_state=None) -> BaseModelOutput:
+    """The encoder's outputs, with each layer's final state where the decoder starts from it (`config.decoder_init`
+    "encoder_final*"): `final_state` (L, B, K) or LSTM (L, B, 2K) [h; c], both directions joined in each of h and c,
+    an item of the output beside transformers' own fields (so that generate() carries it with the encoder outputs)."""
+    output = BaseModelOutput(last_hidden_state=last_hidden_state, hidden_states=hidden_states)
+    if final_state is not None:
+        output["final_state"] = final_state
+    return output
 
 
 def add_positions(embeds: torch.Tensor, first: int = 0) -> torch.Tensor:
@@ -224,11 +227,12 @@ def add_positions(embeds: torch.Tensor, first: int = 0) -> torch.Tensor:
     dim = embeds.shape[-1]
     positions = torch.arange(first, first + embeds.shape[1], device=embeds.device).float().unsqueeze(1)  # (T, 1)
     frequencies = torch.exp(
-        torch.arange(0, dim, 2, dtype=torch.float, device=embeds.device) * -(math.log(10000.0) / dim)
+        torch.arange(0, dim, 2, dtype=torch.float, device=embeds.device) * -(_LOG_10000 / dim)
     )  # (E/2,)
     angles = positions * frequencies  # (T, E/2)
     table = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (T, E): sin and cos interleaved
-    return embeds * math.sqrt(dim) + table.to(embeds.dtype)
+    scale = torch.tensor(float(dim), dtype=torch.float64).sqrt().item()  # math.sqrt(dim): IEEE sqrt, exact
+    return embeds * scale + table.to(embeds.dtype)
 
 
 def reverse_within_length(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -314,7 +318,7 @@ class RNNSeq2SeqEncoder(nn.Module):
             if output_hidden_states:
                 all_states += (states,)
         final_state = torch.cat(final_states) if final_states else None  # (L, B, K|2K)
-        return RNNEncoderOutput(last_hidden_state=states, hidden_states=all_states, final_state=final_state)
+        return encoder_output(states, all_states, final_state)
 
 
 class ContextTerms:
@@ -507,7 +511,7 @@ class RNNSeq2SeqDecoder(nn.Module):
 
     def initial_state(self, encoder_states, encoder_mask, rows, final_state=None) -> RNNDecoderState:
         """The state before the first target token for `rows` (N) decoder rows, G consecutive ones per sentence;
-        `final_state`: the encoder's (`RNNEncoderOutput`)."""
+        `final_state`: the encoder's (`encoder_output`)."""
         hidden = self._start_hidden(encoder_states, encoder_mask, final_state)  # (L, B, H|2H)
         hidden = hidden.repeat_interleave(rows // encoder_states.shape[0], dim=1).contiguous()  # (L, N, H|2H)
         attentional = None
@@ -725,8 +729,8 @@ def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
     # A tuple (return_dict=False): last_hidden_state, then those of hidden_states (a tuple) and final_state (a tensor)
     # that were set.
     last_hidden_state, *rest = encoder_outputs
-    return RNNEncoderOutput(
-        last_hidden_state=last_hidden_state,
+    return encoder_output(
+        last_hidden_state,
         hidden_states=next((item for item in rest if isinstance(item, (tuple, list))), None),
         final_state=next((item for item in rest if isinstance(item, torch.Tensor)), None),
     )
@@ -954,7 +958,6 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
 
 __all__ = [
     "RNNDecoderState",
-    "RNNEncoderOutput",
     "RNNSeq2SeqForConditionalGeneration",
     "RNNSeq2SeqModel",
     "RNNSeq2SeqPreTrainedModel",
