@@ -451,6 +451,7 @@ class RNNSeq2SeqDecoder(nn.Module):
             self.bridge = nn.Linear(width, width)
             self.cell_bridge = nn.Linear(width, width) if config.rnn_type == "lstm" else None
         self.attentional_activation = nn.Tanh() if config.attentional_activation == "tanh" else nn.Identity()
+        self.adds_positions = config.position_encoding == "sinusoidal"
         if config.attention_type in ("bahdanau", "luong_concat"):
             self.attention = AdditiveAttention(config)
         elif config.attention_type in ("luong_dot", "luong_general"):
@@ -632,6 +633,8 @@ class RNNSeq2SeqDecoder(nn.Module):
             )
         if state is None:
             state = self.initial_state(encoder_states, encoder_mask, rows, final_state)
+        if self.adds_positions:  # target positions go on from the tokens the state has seen
+            inputs_embeds = add_positions(inputs_embeds, first=state.seen_tokens)
         fixed_terms = None
         if self.attention is None:
             fixed_context = self.summary(encoder_states, encoder_mask).repeat_interleave(rows // sentences, dim=0)
@@ -818,8 +821,6 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
                 decoder_input_ids = decoder_input_ids[:, state.seen_tokens :]  # a full prefix: feed only new tokens
             # With a state, these are tokens generate() chose from the model's own vocab_size logits.
             decoder_inputs_embeds = self.target_embeddings(decoder_input_ids, check_ids=state is None)  # (B, T, E)
-        if self.config.position_encoding == "sinusoidal":
-            decoder_inputs_embeds = add_positions(decoder_inputs_embeds, first=0 if state is None else state.seen_tokens)
         if decoder_attention_mask is not None:
             _check_right_padded(decoder_attention_mask, "decoder_attention_mask")
 
