@@ -9,7 +9,8 @@ from transformers import PretrainedConfig
 
 ATTENTION_TYPES = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
 RNN_TYPES = ("gru", "lstm")
-DECODER_INITS = ("bridge", "encoder_final", "encoder_final_relu")
+DECODER_INITS = ("bridge", "mean_bridge", "encoder_final", "encoder_final_relu")
+DECODER_TYPES = ("stacked", "cgru")
 ATTENTIONAL_ACTIVATIONS = ("tanh", "none")
 POSITION_ENCODINGS = ("none", "sinusoidal")
 VOCAB_SIZE = 8000  # the default joint BPE vocabulary, the training recipe's (train.py --vocab_size)
@@ -20,7 +21,7 @@ _SIZE_FIELDS = (
 )  # fmt: skip
 _SWITCH_FIELDS = (
     "bidirectional_encoder", "input_feeding", "attention_query_bias", "shared_bridge", "tie_word_embeddings",
-    "use_cache", "output_bias",
+    "use_cache", "output_bias", "deep_output",
 )  # fmt: skip
 _TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 
@@ -55,6 +56,7 @@ _RULES = (
     *_field_rules(["rnn_type"], lambda value, config: value in RNN_TYPES, f"one of {RNN_TYPES}"),
     *_field_rules(["attention_type"], lambda value, config: value in ATTENTION_TYPES, f"one of {ATTENTION_TYPES}"),
     *_field_rules(["decoder_init"], lambda value, config: value in DECODER_INITS, f"one of {DECODER_INITS}"),
+    *_field_rules(["decoder_type"], lambda value, config: value in DECODER_TYPES, f"one of {DECODER_TYPES}"),
     *_field_rules(
         ["position_encoding"], lambda value, config: value in POSITION_ENCODINGS, f"one of {POSITION_ENCODINGS}"
     ),
@@ -93,7 +95,14 @@ _RULES = (
         "bidirectional encoder",
     ),
     (
-        lambda config: config.decoder_init != "bridge"
+        lambda config: config.decoder_type == "cgru"
+        and (config.rnn_type, config.attention_type) != ("gru", "bahdanau"),
+        lambda config: "decoder_type='cgru' (the conditional GRU) needs rnn_type='gru' and attention_type='bahdanau' "
+        f"(the additive scorer, which its first cell's state queries), got {config.rnn_type!r} and "
+        f"{config.attention_type!r}",
+    ),
+    (
+        lambda config: config.decoder_init.startswith("encoder_final")
         and (config.num_encoder_layers, config.encoder_output_size)
         != (config.num_decoder_layers, config.hidden_size),
         lambda config: f"decoder_init={config.decoder_init!r} starts each decoder layer from the final state of the "
@@ -146,11 +155,20 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         attention_query_bias: give the additive scorer's query projection a bias ("bahdanau", "luong_concat").
         decoder_init: how the decoder's start state s_0 comes from the encoder, one of `DECODER_INITS`: "bridge"
             (Bahdanau et al. 2015, A.2.2; JoeyNMT): s_0 = tanh(W_b [h_fwd_last; h_bwd_first] + b_b) from the top
-            encoder layer, for every decoder layer; "encoder_final" (OpenNMT-py, eole): decoder layer l starts from
-            encoder layer l's final state, both directions joined (an LSTM's h and c alike); "encoder_final_relu"
-            (their `bridge` option): those final states through a linear layer and ReLU (one for h, one for c).
+            encoder layer, for every decoder layer; "mean_bridge" (Nematus, Marian): the same from the mean of the top
+            encoder layer's states over the source's real positions; "encoder_final" (OpenNMT-py, eole): decoder
+            layer l starts from encoder layer l's final state, both directions joined (an LSTM's h and c alike);
+            "encoder_final_relu" (their `bridge` option): those final states through a linear layer and ReLU (one for
+            h, one for c).
         shared_bridge: the bridge computes one `hidden_size`-wide state that starts every decoder layer (an LSTM's h
             and c alike), as JoeyNMT's does; by default it computes a state of its own for each layer (and h and c).
+        decoder_type: the arrangement of a decoder step, one of `DECODER_TYPES`: "stacked" (stacked RNN layers with
+            Bahdanau's or Luong's attention, as `attention_type` says) or "cgru" (the conditional GRU of Nematus and
+            Marian's `s2s`, Sennrich et al. 2017: a GRU step on the previous target word, additive attention queried
+            with its state, a second GRU step on the context vector; the layers above read its state).
+        deep_output: the attentional vector also reads the previous target word's embedding:
+            h~_t = tanh(W_c c_t + W_s s_t + W_y y_{t-1} + b) (the deep output of Pascanu et al. 2014 as Nematus and
+            Marian build it).
         attentional_activation: the attentional vector's nonlinearity, one of `ATTENTIONAL_ACTIVATIONS`: "tanh"
             (Luong et al. 2015, eq. 5) or "none" (OpenNMT's `mlp` attention: a linear layer only).
         position_encoding: one of `POSITION_ENCODINGS`: "none", or "sinusoidal" (eole's default for RNNs, OpenNMT-py's
@@ -187,6 +205,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         attention_query_bias: bool = True,
         shared_bridge: bool = False,
         decoder_init: str = "bridge",
+        decoder_type: str = "stacked",
+        deep_output: bool = False,
         attentional_activation: str = "tanh",
         position_encoding: str = "none",
         input_feeding: bool = False,
@@ -218,6 +238,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.attention_query_bias = attention_query_bias
         self.shared_bridge = shared_bridge
         self.decoder_init = decoder_init
+        self.decoder_type = decoder_type
+        self.deep_output = deep_output
         self.attentional_activation = attentional_activation
         self.position_encoding = position_encoding
         self.output_bias = output_bias

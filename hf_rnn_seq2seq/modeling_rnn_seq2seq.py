@@ -324,19 +324,20 @@ class RNNSeq2SeqEncoder(nn.Module):
 class ContextTerms:
     """What a decoder step takes from its context vector c_t, by the layer that reads it (rows N, steps T).
 
-    first_layer_input: c_t itself (N, T, K), joined to the first RNN layer's input ("bahdanau", and the fixed context
-        of "none"), or None where that layer does not read c_t or gets it as `first_layer_gates`;
-    first_layer_gates: W_ic c_t (N, T, 3H|4H), c_t's share of the first layer's input gates, ready mixed from
-        premultiplied values (`PremultipliedContext`), or None;
+    The RNN cell that reads c_t is the first layer's ("bahdanau", and the fixed context of "none"), joined to its
+    input, or the conditional GRU's second cell ("cgru"), as its input.
+    cell_input: c_t itself (N, T, K) for that cell, or None where no cell reads c_t or it gets it as `cell_gates`;
+    cell_gates: W_ic c_t (N, T, 3H|4H), c_t's share of that cell's input gates, ready mixed from premultiplied values
+        (`PremultipliedContext`), or None;
     attentional: W_cc c_t (N, T, O), c_t's share of the attentional layer.
     """
 
-    __slots__ = ("attentional", "first_layer_input", "first_layer_gates")
+    __slots__ = ("attentional", "cell_input", "cell_gates")
 
-    def __init__(self, attentional, first_layer_input=None, first_layer_gates=None):
+    def __init__(self, attentional, cell_input=None, cell_gates=None):
         self.attentional = attentional
-        self.first_layer_input = first_layer_input
-        self.first_layer_gates = first_layer_gates
+        self.cell_input = cell_input
+        self.cell_gates = cell_gates
 
 
 def _rnn_step_from_gates(rnn: nn.Module, input_gates: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
@@ -364,7 +365,8 @@ class PremultipliedContext:
 
     The readers of c_t are the attentional layer's context columns W_cc (E, K) and, where c_t enters the first RNN
     layer (Bahdanau), that layer's context columns W_ic (3H|4H, K); the first layer then takes W_ic c_t as part of
-    its input gates (`first_layer_step`) instead of c_t as part of its input.
+    its input gates (`first_layer_step`) instead of c_t as part of its input. A conditional GRU's second cell reads
+    nothing but c_t: its input weights W_ic (3H, K) are all readers.
     """
 
     def __init__(self, decoder: "RNNSeq2SeqDecoder"):
@@ -376,7 +378,9 @@ class PremultipliedContext:
         readers = {}
         if decoder.context_in_first_layer:
             start = decoder.embedding_dim  # the first layer reads [y_{t-1}; c_t; h~_{t-1}?]
-            readers["first_layer_gates"] = decoder.layers[0].weight_ih_l0[:, start : start + decoder.context_size]
+            readers["cell_gates"] = decoder.layers[0].weight_ih_l0[:, start : start + decoder.context_size]
+        elif decoder.conditional_cell is not None:
+            readers["cell_gates"] = decoder.conditional_cell.weight_ih_l0
         readers["attentional"] = decoder.attentional_context_weight()
         return readers
 
@@ -409,8 +413,10 @@ class RNNSeq2SeqDecoder(nn.Module):
         bahdanau: c_t = attend(s_{t-1}); s_t = RNN([y_{t-1}; c_t; h~_{t-1}?], s_{t-1})
         luong_*:  s_t = RNN([y_{t-1}; h~_{t-1}?], s_{t-1}); c_t = attend(s_t)
         none:     c_t = c (the fixed context, Cho et al. 2014); s_t = RNN([y_{t-1}; c; h~_{t-1}?], s_{t-1})
+        cgru:     s'_t = GRU_1([y_{t-1}; h~_{t-1}?], s_{t-1}); c_t = attend(s'_t); s_t = GRU_2(c_t, s'_t) in the first
+                  layer (Sennrich et al. 2017, Nematus); layers above it: s^l_t = GRU(s^{l-1}_t, s^l_{t-1})
         h~_t = tanh(W_c [c_t; s_t] + b_c) = tanh(W_cc c_t + W_cs s_t + b_c)   (O wide; O = E lets the output layer
-        share the embedding table)
+        share the embedding table), + W_cy y_{t-1} inside the tanh with `config.deep_output`
         (without the tanh where `config.attentional_activation` is "none"). s_0 comes from a bridge, or from the
         encoder's final states (`config.decoder_init`).
     `?` marks input feeding. Two paths compute this: `_forward_sequence` runs a whole teacher-forced sequence as one
@@ -430,8 +436,14 @@ class RNNSeq2SeqDecoder(nn.Module):
         self.bidirectional_encoder = config.bidirectional_encoder
         # Where c_t comes from and who reads it: Bahdanau attends with s_{t-1} before the RNN step and feeds c_t to
         # the first layer; Luong attends with s_t after it; "none" feeds the fixed context to the first layer.
-        self.attends_before_step = config.attention_type == "bahdanau"
-        self.context_in_first_layer = config.attention_type in ("none", "bahdanau")
+        conditional = config.decoder_type == "cgru"
+        self.attends_before_step = config.attention_type == "bahdanau" and not conditional
+        self.context_in_first_layer = config.attention_type in ("none", "bahdanau") and not conditional
+        # The conditional GRU's second cell: input c_t, state s'_t from the first layer's cell.
+        self.conditional_cell = None
+        if conditional:
+            self.conditional_cell = nn.GRU(config.encoder_output_size, config.hidden_size, batch_first=True)
+        self.deep_output = config.deep_output
         self.state_size = config.hidden_size * (2 if config.rnn_type == "lstm" else 1)  # an LSTM carries [h; c]
         self.dropout = nn.Dropout(config.dropout)
         # Target embeddings of their own where the source vocabulary is separate; else the encoder's table serves.
@@ -440,9 +452,9 @@ class RNNSeq2SeqDecoder(nn.Module):
             self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_dim, config.pad_token_id)
         self.decoder_init = config.decoder_init
         self.bridge = self.cell_bridge = None
-        if self.decoder_init == "bridge":
-            # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) (Bahdanau et al. 2015, A.2.2): a state for every decoder layer
-            # (and an LSTM's h and c), or one state for all of them (`shared_bridge`).
+        if self.decoder_init in ("bridge", "mean_bridge"):
+            # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) (Bahdanau et al. 2015, A.2.2), or of the states' mean: a state
+            # for every decoder layer (and an LSTM's h and c), or one state for all of them (`shared_bridge`).
             bridge_size = config.hidden_size if self.shared_bridge else config.num_decoder_layers * self.state_size
             self.bridge = nn.Linear(config.encoder_output_size, bridge_size)
         elif self.decoder_init == "encoder_final_relu":
@@ -467,13 +479,15 @@ class RNNSeq2SeqDecoder(nn.Module):
             _rnn_class(config.rnn_type)(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True)
             for i in range(config.num_decoder_layers)
         )
-        self.attentional_layer = nn.Linear(config.encoder_output_size + config.hidden_size, config.attentional_size)
+        attentional_inputs = config.encoder_output_size + config.hidden_size
+        attentional_inputs += config.embedding_dim if self.deep_output else 0
+        self.attentional_layer = nn.Linear(attentional_inputs, config.attentional_size)  # reads [c_t; s_t; y_{t-1}?]
         self.premultiplied = PremultipliedContext(self)
 
     @property
     def runs_in_parallel(self) -> bool:
         """Whether a teacher-forced sequence can run as one RNN call (nothing but s_{t-1} feeds step t)."""
-        return not self.attends_before_step and not self.input_feeding
+        return not self.attends_before_step and not self.input_feeding and self.conditional_cell is None
 
     def summary(self, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
         """The last encoder state of each direction (the fixed context of Cho et al. 2014): (B, S, K) -> (B, K)."""
@@ -498,8 +512,13 @@ class RNNSeq2SeqDecoder(nn.Module):
 
     def _start_hidden(self, encoder_states, encoder_mask, final_state) -> torch.Tensor:
         """s_0 of every layer for each sentence (`config.decoder_init`): (L, B, H|2H)."""
-        if self.decoder_init == "bridge":
-            hidden = torch.tanh(self.bridge(self.summary(encoder_states, encoder_mask)))  # (B, L*H|L*2H) or (B, H)
+        if self.decoder_init in ("bridge", "mean_bridge"):
+            if self.decoder_init == "bridge":
+                summary = self.summary(encoder_states, encoder_mask)
+            else:  # the mean over real positions; the encoder's states are zero on padding
+                lengths = encoder_mask.sum(-1, keepdim=True).clamp(min=1).to(encoder_states.dtype)  # (B, 1)
+                summary = encoder_states.sum(1) / lengths
+            hidden = torch.tanh(self.bridge(summary))  # (B, L*H|L*2H) or (B, H)
             if self.shared_bridge:
                 hidden = hidden.repeat(1, self.num_layers * self.state_size // self.hidden_size)  # [s; s] an LSTM layer
             return hidden.view(hidden.shape[0], self.num_layers, -1).transpose(0, 1)
@@ -531,9 +550,10 @@ class RNNSeq2SeqDecoder(nn.Module):
 
     def context_terms(self, context: torch.Tensor) -> ContextTerms:
         """The terms of a formed context vector c_t (N, T, K)."""
+        reads_context = self.context_in_first_layer or self.conditional_cell is not None
         return ContextTerms(
             attentional=nn.functional.linear(context, self.attentional_context_weight()),
-            first_layer_input=context if self.context_in_first_layer else None,
+            cell_input=context if reads_context else None,
         )
 
     def _attend(self, queries, encoder_states, encoder_mask, state: RNNDecoderState):
@@ -543,23 +563,29 @@ class RNNSeq2SeqDecoder(nn.Module):
             return weights, self.premultiplied.read(weights, state.values)
         return weights, self.context_terms(_mix(weights, encoder_states))
 
-    def _attentional(self, terms: ContextTerms, states: torch.Tensor) -> torch.Tensor:
-        """h~ = tanh(W_cc c + W_cs s + b_c) (Luong et al. 2015, eq. 5) for states (N, T, H): (N, T, O)."""
-        layer = self.attentional_layer
-        return self.attentional_activation(
-            terms.attentional + nn.functional.linear(states, layer.weight[:, self.context_size :], layer.bias)
-        )
+    def _attentional(self, terms: ContextTerms, states: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        """h~ = tanh(W_cc c + W_cs s + [W_cy y] + b_c) (Luong et al. 2015, eq. 5; the deep output) for states (N, T, H)
+        and the embeddings of the previous words (N, T, E): (N, T, O)."""
+        layer, start = self.attentional_layer, self.context_size
+        end = start + self.hidden_size
+        attentional = terms.attentional + nn.functional.linear(states, layer.weight[:, start:end], layer.bias)
+        if self.deep_output:
+            attentional = attentional + nn.functional.linear(embedded, layer.weight[:, end:])
+        return self.attentional_activation(attentional)
 
-    def _run_layers(self, inputs, hidden, context_gates=None):
-        """inputs (N, T, In), hidden (L, N, H|2H), context_gates (N, 1, 3H|4H) (one step, c_t not in inputs) or None ->
-        top states (N, T, H), new hidden (L, N, H|2H), per-layer states."""
+    def _run_layers(self, inputs, hidden, context_gates=None, layers=None):
+        """The layers whose indices `layers` (a range) holds, all by default: inputs (N, T, In), hidden (their L', N,
+        H|2H), context_gates (N, 1, 3H|4H) (one step, c_t not in inputs) or None -> top states (N, T, H), new hidden
+        (L', N, H|2H), per-layer states."""
         layer_states, last_hidden = [], []
         # A decoding step (one token, no gradient) computes each cell from its gate equations: the same result as
         # nn.GRU/nn.LSTM, as fast at one time step, and a graph of plain matrix products for the ONNX export.
         one_step = inputs.shape[1] == 1 and not torch.is_grad_enabled()
-        for i, rnn in enumerate(self.layers):
-            layer_input = self.dropout(inputs) if i > 0 else inputs
-            if i == 0 and context_gates is not None:
+        layers = range(len(self.layers)) if layers is None else layers
+        for i, layer in enumerate(layers):
+            rnn = self.layers[layer]
+            layer_input = self.dropout(inputs) if layer > 0 else inputs
+            if layer == 0 and context_gates is not None:
                 new = self.premultiplied.first_layer_step(layer_input[:, 0], context_gates[:, 0], hidden[0])[None]
             elif one_step:
                 gates = nn.functional.linear(layer_input[:, 0], rnn.weight_ih_l0, rnn.bias_ih_l0)
@@ -575,19 +601,33 @@ class RNNSeq2SeqDecoder(nn.Module):
             inputs = new[0, :, None, : self.hidden_size]  # (N, 1, H): the h of an LSTM's [h; c]
             layer_states.append(inputs)
             last_hidden.append(new)
-        return inputs, torch.cat(last_hidden, dim=0), layer_states
+        return inputs, torch.cat(last_hidden, dim=0) if last_hidden else hidden, layer_states
+
+    def _conditional_step(self, inputs, hidden, encoder_states, encoder_mask, state):
+        """One cGRU step: inputs (N, 1, E|E+O) = [y_{t-1}; h~_{t-1}?], hidden (L, N, H) -> top states (N, 1, H), new
+        hidden (L, N, H), per-layer states, attention weights (N, 1, S), the `ContextTerms` of c_t.
+        s'_t = GRU_1(inputs, s_{t-1}); c_t = attend(s'_t); s_t = GRU_2(c_t, s'_t); then the layers above."""
+        intermediate, first_hidden, _ = self._run_layers(inputs, hidden[:1], layers=range(1))  # s'_t: (N, 1, H)
+        weights, terms = self._attend(intermediate, encoder_states, encoder_mask, state)
+        cell = self.conditional_cell
+        gates = terms.cell_gates  # W_ic c_t premultiplied, or formed from c_t here
+        gates = nn.functional.linear(terms.cell_input, cell.weight_ih_l0) if gates is None else gates
+        state_t = _rnn_step_from_gates(cell, gates[:, 0] + cell.bias_ih_l0, first_hidden[0])[:, None]  # s_t: (N, 1, H)
+        top, upper_hidden, upper_states = self._run_layers(state_t, hidden[1:], layers=range(1, len(self.layers)))
+        new_hidden = torch.cat([state_t.transpose(0, 1), upper_hidden], dim=0)
+        return top, new_hidden, [state_t, *upper_states], weights, terms
 
     def _forward_sequence(self, embedded, encoder_states, encoder_mask, state, fixed_terms):
         """All T steps at once: one RNN call per layer, then attention for every step (Luong) or the fixed context."""
         inputs = embedded  # (N, T, E)
         if fixed_terms is not None:
-            fixed = fixed_terms.first_layer_input.expand(-1, embedded.shape[1], -1)  # (N, T, K)
+            fixed = fixed_terms.cell_input.expand(-1, embedded.shape[1], -1)  # (N, T, K)
             inputs = torch.cat([embedded, fixed], dim=-1)
         states, hidden, layer_states = self._run_layers(inputs, state.hidden)  # (N, T, H)
         weights, terms = None, fixed_terms
         if self.attention is not None:
             weights, terms = self._attend(states, encoder_states, encoder_mask, state)
-        attentional = self._attentional(terms, states)  # (N, T, O)
+        attentional = self._attentional(terms, states, embedded)  # (N, T, O)
         new_state = RNNDecoderState(hidden, None, state.keys, state.values, state.seen_tokens + embedded.shape[1])
         return attentional, new_state, layer_states, weights
 
@@ -601,15 +641,21 @@ class RNNSeq2SeqDecoder(nn.Module):
                 query = hidden[-1, :, None, : self.hidden_size]  # s_{t-1}, top layer (h of an LSTM): (N, 1, H)
                 weights, terms = self._attend(query, encoder_states, encoder_mask, state)
             inputs = [embedded[:, t : t + 1]]  # (N, 1, E)
-            if terms is not None and terms.first_layer_input is not None:
-                inputs.append(terms.first_layer_input)  # (N, 1, K)
+            if terms is not None and terms.cell_input is not None:
+                inputs.append(terms.cell_input)  # (N, 1, K)
             if previous is not None:
                 inputs.append(previous)  # (N, 1, O)
-            context_gates = None if terms is None else terms.first_layer_gates
-            states, hidden, layer_states = self._run_layers(torch.cat(inputs, dim=-1), hidden, context_gates)
-            if self.attention is not None and not self.attends_before_step:
-                weights, terms = self._attend(states, encoder_states, encoder_mask, state)  # with s_t
-            output = self._attentional(terms, states)  # (N, 1, O)
+            inputs = torch.cat(inputs, dim=-1)
+            if self.conditional_cell is not None:
+                states, hidden, layer_states, weights, terms = self._conditional_step(
+                    inputs, hidden, encoder_states, encoder_mask, state
+                )
+            else:
+                context_gates = None if terms is None else terms.cell_gates
+                states, hidden, layer_states = self._run_layers(inputs, hidden, context_gates)
+                if self.attention is not None and not self.attends_before_step:
+                    weights, terms = self._attend(states, encoder_states, encoder_mask, state)  # Luong: with s_t
+            output = self._attentional(terms, states, embedded[:, t : t + 1])  # (N, 1, O)
             previous = output if self.input_feeding else None
             outputs.append(output)
             step_weights.append(weights)

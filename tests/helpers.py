@@ -170,12 +170,20 @@ def install_compat_releases() -> None:
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 40
 
-# Every attention type; input feeding where it changes the computation path; the LSTM cell on both paths.
+# Decoders that tests name as an attention type: the settings they stand for.
+DECODERS = {
+    # The conditional GRU as Marian's s2s and Nematus build it: additive attention, deep output, mean bridge.
+    "cgru": dict(attention_type="bahdanau", decoder_type="cgru", deep_output=True, decoder_init="mean_bridge",
+                 shared_bridge=True),
+}
+# Every attention type; input feeding where it changes the computation path; the LSTM cell on both paths; the
+# conditional GRU.
 VARIANTS = [(attention, False, "gru") for attention in ATTENTION_TYPES] + [
     ("luong_general", True, "gru"),
     ("bahdanau", True, "gru"),
     ("luong_general", False, "lstm"),
     ("bahdanau", True, "lstm"),
+    ("cgru", False, "gru"),
 ]
 
 
@@ -184,6 +192,7 @@ def variant_name(attention_type, input_feeding, rnn_type) -> str:
 
 
 def tiny_config(attention_type="luong_general", input_feeding=False, **overrides) -> RNNSeq2SeqConfig:
+    """A small config; `attention_type` is the config's or a name in DECODERS."""
     values = dict(
         vocab_size=VOCAB,
         embedding_dim=12,
@@ -199,6 +208,7 @@ def tiny_config(attention_type="luong_general", input_feeding=False, **overrides
     )
     if attention_type == "luong_dot":
         values["encoder_hidden_size"] = 8  # two directions of 8 match the decoder's 16
+    values.update(DECODERS.get(attention_type, {}))
     values.update(overrides)
     return RNNSeq2SeqConfig(**values)
 

@@ -51,6 +51,12 @@ MODELS = {
         input_feeding=True, rnn_type="lstm", bidirectional_encoder=False, attentional_size=16,
         tie_word_embeddings=False, decoder_init="encoder_final_relu", position_encoding="sinusoidal",
     )),
+    # Marian's s2s as the importer writes it: the conditional GRU, the deep output, one start state from the mean of
+    # the encoder states for both decoder layers, separate vocabularies, an output layer with a bias.
+    "marian_cgru": (2, dict(
+        attention_type="bahdanau", decoder_type="cgru", deep_output=True, decoder_init="mean_bridge",
+        shared_bridge=True, source_vocab_size=VOCAB + 5, tie_word_embeddings=False, output_bias=True,
+    )),
 }
 
 

@@ -37,7 +37,18 @@ INVALID = [
     ("shared_bridge", None, "shared_bridge must be true or false"),
     ("source_vocab_size", 50, "source_vocab_size must be null or an integer of at least vocab_size"),
     ("source_vocab_size", 1.5e3, "source_vocab_size must be null or an integer of at least vocab_size"),
+    ("decoder_type", "conditional", "decoder_type must be one of"),
+    ("decoder_init", "mean", "decoder_init must be one of"),
+    ("deep_output", 1, "deep_output must be true or false"),
 ]
+
+
+@pytest.mark.parametrize("settings", [dict(rnn_type="lstm", attention_type="bahdanau"), dict(attention_type="none"),
+                                      dict(attention_type="luong_general")])
+def test_the_conditional_gru_needs_gru_cells_and_the_additive_scorer(settings):
+    with pytest.raises(ValueError, match=r"decoder_type='cgru' \(the conditional GRU\) needs rnn_type='gru' and "):
+        RNNSeq2SeqConfig(vocab_size=100, decoder_type="cgru", **settings)
+    assert RNNSeq2SeqConfig(vocab_size=100, decoder_type="cgru", attention_type="bahdanau").decoder_type == "cgru"
 
 
 def test_a_tied_output_layer_needs_the_embedding_width_and_one_table():

@@ -110,10 +110,38 @@ def test_beam_scores_equal_teacher_forced_log_probs(attention_type, input_feedin
         assert out.sequences_scores[index].item() == pytest.approx(expected, abs=1e-5)
 
 
+def reference_cgru_decoder(decoder, embeds, encoder_states, mask):
+    """The conditional GRU's equations (Sennrich et al. 2017), one sentence at a time over its real source positions
+    only, each cell a call of its nn.GRU module: s_0 = tanh(W_b mean_s h_s + b_b) for every layer;
+    s'_t = GRU_1(y_{t-1}, s_{t-1}); a_t = softmax_s(v^T tanh(W_q s'_t + W_k h_s)); c_t = sum_s a_ts h_s;
+    s_t = GRU_2(c_t, s'_t); upper layers s^l_t = GRU_l(s^{l-1}_t, s^l_{t-1}); h~_t = tanh(W [c_t; s_t; y_{t-1}] + b).
+    """
+    attention, outputs = decoder.attention, []
+    for row, length in enumerate(mask.sum(-1).tolist()):
+        states = encoder_states[row : row + 1, :length]  # (1, S, K)
+        start = torch.tanh(decoder.bridge(states.mean(1)))[None]  # (1, 1, H)
+        hidden = [start] * len(decoder.layers)
+        row_outputs = []
+        for t in range(embeds.shape[1]):
+            y = embeds[row : row + 1, t : t + 1]  # (1, 1, E)
+            intermediate, _ = decoder.layers[0](y, hidden[0])
+            scorer_hidden = attention.query_projection(intermediate) + attention.key_projection(states)  # (1, S, A)
+            energy = attention.energy(torch.tanh(scorer_hidden))
+            context = torch.softmax(energy.squeeze(-1), dim=-1) @ states  # (1, 1, K)
+            layer_output, hidden[0] = decoder.conditional_cell(context, intermediate.transpose(0, 1))
+            for i in range(1, len(decoder.layers)):
+                layer_output, hidden[i] = decoder.layers[i](layer_output, hidden[i])
+            row_outputs.append(torch.tanh(decoder.attentional_layer(torch.cat([context, layer_output, y], dim=-1))))
+        outputs.append(torch.cat(row_outputs, dim=1))
+    return torch.cat(outputs)
+
+
 def reference_decoder(decoder, config, embeds, encoder_states, mask):
     """The decoder's equations written out with the context vector c_t = sum_s a_ts h_s formed explicitly and each
     layer a call of its torch.nn.GRU / nn.LSTM module on the concatenated input (the decoder itself never forms c_t).
     """
+    if config.decoder_type == "cgru":
+        return reference_cgru_decoder(decoder, embeds, encoder_states, mask)
     config_type, attention, is_lstm = config.attention_type, decoder.attention, config.rnn_type == "lstm"
     steps = embeds.shape[1]
     # The fixed context (Cho et al. 2014) and the bridge (Bahdanau et al. 2015, A.2.2), row by row: the forward
@@ -353,7 +381,8 @@ def test_decoder_rows_sharing_a_sentence_equal_copies_of_its_encoder_states(atte
 
 @pytest.mark.parametrize(
     "attention_type,input_feeding,rnn_type",
-    [("bahdanau", True, "gru"), ("bahdanau", False, "lstm"), ("luong_general", False, "gru"), ("none", False, "gru")],
+    [("bahdanau", True, "gru"), ("bahdanau", False, "lstm"), ("luong_general", False, "gru"), ("none", False, "gru"),
+     ("cgru", True, "gru")],
 )
 def test_beam_search_and_samples_keep_one_copy_of_the_encoder_states(attention_type, input_feeding, rnn_type, monkeypatch):
     model = tiny_model(attention_type, input_feeding, rnn_type=rnn_type)

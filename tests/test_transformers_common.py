@@ -202,3 +202,9 @@ class RNNSeq2SeqParallelLSTMModelTest(RNNSeq2SeqModelTest):
     """The fused teacher-forcing path (Luong attention, no input feeding), with LSTM cells."""
 
     variant = {"attention_type": "luong_general", "input_feeding": False, "rnn_type": "lstm"}
+
+
+class RNNSeq2SeqConditionalGRUModelTest(RNNSeq2SeqModelTest):
+    """The conditional-GRU decoder with the deep output and the mean bridge (Marian's s2s, Nematus)."""
+
+    variant = {"attention_type": "bahdanau", "decoder_type": "cgru", "deep_output": True, "decoder_init": "mean_bridge"}
