@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
-from .configuration_rnn_seq2seq import ATTENTION_TYPES, RNN_TYPES, VOCAB_SIZE, RNNSeq2SeqConfig
+from .configuration_rnn_seq2seq import (
+    ATTENTION_TYPES, DECODER_INITS, DECODER_TYPES, RNN_TYPES, VOCAB_SIZE, RNNSeq2SeqConfig,
+)  # fmt: skip
 from .corpus import DATA_ENV_VARIABLE, DEFAULT_HUB_DATASET
 from .data import MULTI30K_SPLIT_STEMS
 from .precision import native_bfloat16
@@ -34,12 +36,18 @@ DEFAULT_MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card.md"
 # What `python train.py` trains where that differs from RNNSeq2SeqConfig's own defaults: the recipe's model,
 # stated here once (benchmarks/recipes/multi30k-de-en.yaml writes every value out; a test keeps the two equal).
 RECIPE_MODEL_SETTINGS = {"encoder_hidden_size": 256, "dropout": 0.3, "label_smoothing": 0.1}
+# What `--decoder_type cgru` brings along unless given: the rest of Marian's s2s / Nematus decoder.
+CONDITIONAL_GRU_SETTINGS = {
+    "attention_type": "bahdanau", "deep_output": True, "decoder_init": "mean_bridge", "shared_bridge": True,
+}  # fmt: skip
 # Config fields that are not flags: the tokenizer decides the vocabulary and its special tokens; the rest is fixed.
 _NOT_SETTABLE = {
     "vocab_size", "source_vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "use_cache",
     "is_encoder_decoder",
 }  # fmt: skip
-_CHOICES = {"attention_type": ATTENTION_TYPES, "rnn_type": RNN_TYPES}
+_CHOICES = {
+    "attention_type": ATTENTION_TYPES, "rnn_type": RNN_TYPES, "decoder_type": DECODER_TYPES, "decoder_init": DECODER_INITS,
+}  # fmt: skip
 # What fine-tuning (--model_name_or_path) may change; every other setting defines the checkpoint's tensors.
 FINE_TUNABLE_SETTINGS = ("dropout", "label_smoothing")
 
@@ -107,10 +115,13 @@ class ModelSourceArguments:
         return {name: getattr(self, name) for name in MODEL_SETTINGS if getattr(self, name) is not None}
 
     def new_model_settings(self) -> dict:
-        """The settings of a model trained from scratch: the config's defaults, the recipe's, then the flags'."""
+        """The settings of a model trained from scratch: the config's defaults, the recipe's (and the conditional
+        GRU's where that decoder is asked for), then the flags'."""
         parameters = inspect.signature(RNNSeq2SeqConfig.__init__).parameters
         defaults = {name: parameters[name].default for name in MODEL_SETTINGS}
-        return {**defaults, **RECIPE_MODEL_SETTINGS, **self.given_model_settings()}
+        given = self.given_model_settings()
+        decoder = CONDITIONAL_GRU_SETTINGS if given.get("decoder_type") == "cgru" else {}
+        return {**defaults, **RECIPE_MODEL_SETTINGS, **decoder, **given}
 
 
 _MODEL_SETTING_FIELDS = _model_setting_fields()

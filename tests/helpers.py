@@ -16,6 +16,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from hf_rnn_seq2seq import ATTENTION_TYPES, RNNSeq2SeqConfig, RNNSeq2SeqForConditionalGeneration
+from hf_rnn_seq2seq.arguments import CONDITIONAL_GRU_SETTINGS
 from hf_rnn_seq2seq.translation import cut_at_eos
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -173,8 +174,7 @@ VOCAB = 40
 # Decoders that tests name as an attention type: the settings they stand for.
 DECODERS = {
     # The conditional GRU as Marian's s2s and Nematus build it: additive attention, deep output, mean bridge.
-    "cgru": dict(attention_type="bahdanau", decoder_type="cgru", deep_output=True, decoder_init="mean_bridge",
-                 shared_bridge=True),
+    "cgru": dict(decoder_type="cgru", **CONDITIONAL_GRU_SETTINGS),
 }
 # Every attention type; input feeding where it changes the computation path; the LSTM cell on both paths; the
 # conditional GRU.
@@ -283,12 +283,18 @@ def reference_outputs() -> dict[str, torch.Tensor]:
 if __name__ == "__main__":  # for .ci/run, and by hand
     if sys.argv[1:] == ["install-compat"]:
         install_compat_releases()
-    elif sys.argv[1:] == ["write-reference"]:  # only for a change that is meant to change what the model computes
-        saved = {key: {"dtype": str(value.dtype).removeprefix("torch."), "values": value.tolist()}
-                 for key, value in reference_outputs().items()}  # fmt: skip
+    elif sys.argv[1:] in (["write-reference"], ["add-new-variants-to-reference"]):
+        # write-reference: only for a change that is meant to change what the model computes; the other command adds
+        # the variants that the file does not hold yet and leaves every saved value as it is.
+        saved = json.loads(REFERENCE_OUTPUTS.read_text()) if sys.argv[1] == "add-new-variants-to-reference" else {}
+        saved.update({key: {"dtype": str(value.dtype).removeprefix("torch."), "values": value.tolist()}
+                      for key, value in reference_outputs().items() if key not in saved})  # fmt: skip
         REFERENCE_OUTPUTS.write_text(json.dumps(saved, separators=(",", ":")) + "\n")
     elif sys.argv[1:] == ["oldest-package-transformers"]:  # the folder for the package's second test run
         oldest = package_transformers_range()[0]
         print(transformers_folder(next(release for release in compat_releases() if release["transformers"] == oldest)))
     else:
-        raise SystemExit("usage: python tests/helpers.py install-compat | oldest-package-transformers | write-reference")
+        raise SystemExit(
+            "usage: python tests/helpers.py install-compat | oldest-package-transformers | write-reference | "
+            "add-new-variants-to-reference"
+        )

@@ -3,7 +3,8 @@
 `tests/data/reference_outputs.json` holds, for seeded tiny models of every variant, the logits and base-model
 states of a padded batch, greedy and beam-4 ids and the cross-attentions generate returns (written with
 `python tests/helpers.py write-reference` on 2026-12-03, with the model code of that day, before the decoder is
-restructured). Rewrite it only with a change that is meant to alter what the model computes, and say so.
+restructured; the conditional-GRU variant added on 2026-12-07 with `add-new-variants-to-reference`, which leaves
+the saved values alone). Rewrite it only with a change that is meant to alter what the model computes, and say so.
 """
 
 import pytest

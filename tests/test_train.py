@@ -119,6 +119,24 @@ def test_bf16_training_on_the_cpu_needs_no_other_flag_and_saves_float32_weights(
     assert sum(a == b for a, b in zip(full, half)) >= 0.95 * len(full)
 
 
+def test_the_conditional_gru_decoder_trains_with_one_flag(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice(train=64, same_splits=True)
+    out = tmp_path / "cgru"
+    train(["--data_dir", str(data_dir), "--output_dir", str(out), *MEMORISATION, "--decoder_type", "cgru"], cwd=tmp_path)
+    config = read_json(out / "config.json")
+    assert {key: config[key] for key in arguments.CONDITIONAL_GRU_SETTINGS} == arguments.CONDITIONAL_GRU_SETTINGS
+    assert config["decoder_type"] == "cgru"
+    assert read_json(out / "test_results.json")["bleu"] > 90  # it learnt the 64 pairs
+
+
+def test_the_conditional_grus_companion_settings_give_way_to_flags():
+    model_args, _, _ = arguments.parse_args(["--decoder_type", "cgru", "--deep_output", "false", "--output_dir", "x"])
+    settings = model_args.new_model_settings()
+    assert (settings["deep_output"], settings["decoder_init"], settings["attention_type"]) == (False, "mean_bridge",
+                                                                                               "bahdanau")
+    assert arguments.parse_args(["--output_dir", "x"])[0].new_model_settings()["decoder_type"] == "stacked"
+
+
 def test_bf16_on_a_cpu_without_it_is_refused_by_name(monkeypatch):
     monkeypatch.setattr(arguments, "native_bfloat16", lambda device: False)
     with pytest.raises(ValueError, match="--bf16 true: this CPU does not compute bfloat16 natively"):
