@@ -11,6 +11,7 @@ ATTENTION_TYPES = ("none", "bahdanau", "luong_dot", "luong_general", "luong_conc
 RNN_TYPES = ("gru", "lstm")
 DECODER_INITS = ("bridge", "mean_bridge", "encoder_final", "encoder_final_relu")
 DECODER_TYPES = ("stacked", "cgru")
+ENCODER_STACKINGS = ("joined", "per_direction")
 ATTENTIONAL_ACTIVATIONS = ("tanh", "none")
 POSITION_ENCODINGS = ("none", "sinusoidal")
 VOCAB_SIZE = 8000  # the default joint BPE vocabulary, the training recipe's (train.py --vocab_size)
@@ -21,7 +22,7 @@ _SIZE_FIELDS = (
 )  # fmt: skip
 _SWITCH_FIELDS = (
     "bidirectional_encoder", "input_feeding", "attention_query_bias", "shared_bridge", "tie_word_embeddings",
-    "use_cache", "output_bias", "deep_output",
+    "use_cache", "output_bias", "deep_output", "zero_start_embedding",
 )  # fmt: skip
 _TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 
@@ -57,6 +58,9 @@ _RULES = (
     *_field_rules(["attention_type"], lambda value, config: value in ATTENTION_TYPES, f"one of {ATTENTION_TYPES}"),
     *_field_rules(["decoder_init"], lambda value, config: value in DECODER_INITS, f"one of {DECODER_INITS}"),
     *_field_rules(["decoder_type"], lambda value, config: value in DECODER_TYPES, f"one of {DECODER_TYPES}"),
+    *_field_rules(
+        ["encoder_stacking"], lambda value, config: value in ENCODER_STACKINGS, f"one of {ENCODER_STACKINGS}"
+    ),
     *_field_rules(
         ["position_encoding"], lambda value, config: value in POSITION_ENCODINGS, f"one of {POSITION_ENCODINGS}"
     ),
@@ -146,6 +150,9 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         num_encoder_layers: stacked encoder RNN layers.
         num_decoder_layers: stacked decoder RNN layers.
         bidirectional_encoder: read the source in both directions.
+        encoder_stacking: how a bidirectional encoder's layers stack, one of `ENCODER_STACKINGS`: "joined" (each layer
+            of each direction reads both directions' states of the layer below) or "per_direction" (each direction is
+            a stack of its own, joined only at the top: Marian's and Nematus's deep encoders).
         rnn_type: the recurrent cell of encoder and decoder, one of `RNN_TYPES`: "gru" or "lstm" (whose decoder
             state carries [h; c]).
         attention_type: one of `ATTENTION_TYPES`: "none" (the fixed-context model of Cho et al. 2014), "bahdanau"
@@ -169,6 +176,8 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         deep_output: the attentional vector also reads the previous target word's embedding:
             h~_t = tanh(W_c c_t + W_s s_t + W_y y_{t-1} + b) (the deep output of Pascanu et al. 2014 as Nematus and
             Marian build it).
+        zero_start_embedding: the decoder's first input is a zero vector instead of the start token's embedding
+            (Marian, Nematus).
         attentional_activation: the attentional vector's nonlinearity, one of `ATTENTIONAL_ACTIVATIONS`: "tanh"
             (Luong et al. 2015, eq. 5) or "none" (OpenNMT's `mlp` attention: a linear layer only).
         position_encoding: one of `POSITION_ENCODINGS`: "none", or "sinusoidal" (eole's default for RNNs, OpenNMT-py's
@@ -199,6 +208,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         num_encoder_layers: int = 1,
         num_decoder_layers: int = 1,
         bidirectional_encoder: bool = True,
+        encoder_stacking: str = "joined",
         rnn_type: str = "gru",
         attention_type: str = "luong_general",
         attention_hidden_size: int | None = None,
@@ -207,6 +217,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         decoder_init: str = "bridge",
         decoder_type: str = "stacked",
         deep_output: bool = False,
+        zero_start_embedding: bool = False,
         attentional_activation: str = "tanh",
         position_encoding: str = "none",
         input_feeding: bool = False,
@@ -232,6 +243,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.num_encoder_layers = num_encoder_layers
         self.num_decoder_layers = num_decoder_layers
         self.bidirectional_encoder = bidirectional_encoder
+        self.encoder_stacking = encoder_stacking
         self.rnn_type = rnn_type
         self.attention_type = attention_type
         self.attention_hidden_size = hidden_size if attention_hidden_size is None else attention_hidden_size
@@ -240,6 +252,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.decoder_init = decoder_init
         self.decoder_type = decoder_type
         self.deep_output = deep_output
+        self.zero_start_embedding = zero_start_embedding
         self.attentional_activation = attentional_activation
         self.position_encoding = position_encoding
         self.output_bias = output_bias

@@ -261,10 +261,14 @@ class RNNSeq2SeqEncoder(nn.Module):
         self.embed_tokens = nn.Embedding(vocab_size, config.embedding_dim, config.pad_token_id)
         self.dropout = nn.Dropout(config.dropout)
 
+        # A layer above the first reads both directions of the layer below, or its own direction's (per_direction).
+        self.stacks_per_direction = config.encoder_stacking == "per_direction" and config.bidirectional_encoder
+        upper_input_size = config.encoder_hidden_size if self.stacks_per_direction else config.encoder_output_size
+
         def directional_layers():
             return nn.ModuleList(
                 _rnn_class(config.rnn_type)(
-                    config.embedding_dim if i == 0 else config.encoder_output_size,
+                    config.embedding_dim if i == 0 else upper_input_size,
                     config.encoder_hidden_size,
                     batch_first=True,
                 )
@@ -303,10 +307,12 @@ class RNNSeq2SeqEncoder(nn.Module):
         all_states = (inputs_embeds,) if output_hidden_states else None
         final_states = []
         for i, forward_rnn in enumerate(self.forward_layers):
-            inputs = self.dropout(states)
+            inputs = backward_inputs = self.dropout(states)
+            if self.stacks_per_direction and i > 0:
+                inputs, backward_inputs = inputs.chunk(2, dim=-1)  # (B, S, He) each
             states, final = _run_rnn(forward_rnn, inputs, lengths, self.keeps_final_states)  # (B, S, He)
             if self.backward_layers is not None:
-                reversed_inputs = reverse_within_length(inputs, lengths)
+                reversed_inputs = reverse_within_length(backward_inputs, lengths)
                 backward, backward_final = _run_rnn(self.backward_layers[i], reversed_inputs, lengths,
                                                     self.keeps_final_states)  # fmt: skip
                 states = torch.cat([states, reverse_within_length(backward, lengths)], dim=-1)  # (B, S, K)
@@ -464,6 +470,7 @@ class RNNSeq2SeqDecoder(nn.Module):
             self.cell_bridge = nn.Linear(width, width) if config.rnn_type == "lstm" else None
         self.attentional_activation = nn.Tanh() if config.attentional_activation == "tanh" else nn.Identity()
         self.adds_positions = config.position_encoding == "sinusoidal"
+        self.zero_start_embedding = config.zero_start_embedding
         if config.attention_type in ("bahdanau", "luong_concat"):
             self.attention = AdditiveAttention(config)
         elif config.attention_type in ("luong_dot", "luong_general"):
@@ -681,6 +688,8 @@ class RNNSeq2SeqDecoder(nn.Module):
             state = self.initial_state(encoder_states, encoder_mask, rows, final_state)
         if self.adds_positions:  # target positions go on from the tokens the state has seen
             inputs_embeds = add_positions(inputs_embeds, first=state.seen_tokens)
+        if self.zero_start_embedding and state.seen_tokens == 0:  # a zero vector in place of the start token's
+            inputs_embeds = torch.cat([torch.zeros_like(inputs_embeds[:, :1]), inputs_embeds[:, 1:]], dim=1)
         fixed_terms = None
         if self.attention is None:
             fixed_context = self.summary(encoder_states, encoder_mask).repeat_interleave(rows // sentences, dim=0)

@@ -52,10 +52,12 @@ MODELS = {
         tie_word_embeddings=False, decoder_init="encoder_final_relu", position_encoding="sinusoidal",
     )),
     # Marian's s2s as the importer writes it: the conditional GRU, the deep output, one start state from the mean of
-    # the encoder states for both decoder layers, separate vocabularies, an output layer with a bias.
-    "marian_cgru": (2, dict(
+    # the encoder states for both decoder layers, a zero vector as the first decoder input, each encoder direction a
+    # stack of its own, separate vocabularies, an output layer with a bias.
+    "marian_cgru": (8, dict(
         attention_type="bahdanau", decoder_type="cgru", deep_output=True, decoder_init="mean_bridge",
-        shared_bridge=True, source_vocab_size=VOCAB + 5, tie_word_embeddings=False, output_bias=True,
+        shared_bridge=True, zero_start_embedding=True, encoder_stacking="per_direction", source_vocab_size=VOCAB + 5,
+        tie_word_embeddings=False, output_bias=True,
     )),
 }
 

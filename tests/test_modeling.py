@@ -279,6 +279,47 @@ def test_encoder_equals_a_packed_bidirectional_rnn(rnn_type, decoder_init):
         torch.testing.assert_close(encoded.final_state, torch.stack(finals).detach(), rtol=0, atol=1e-6)
 
 
+def test_an_encoder_stacked_per_direction_is_two_deep_rnns_joined_at_the_top():
+    """Reference: a 2-layer torch GRU over each sentence and another over the sentence reversed (Marian's and
+    Nematus's deep bidirectional encoders), with the encoder's weights, one sentence at a time."""
+    model = tiny_model(num_encoder_layers=2, encoder_hidden_size=8, encoder_stacking="per_direction")
+    encoder, config = model.model.encoder, model.config
+    ids, mask = padded_batch(seed=3, lengths=(7, 4, 1, 6))
+    references = [torch.nn.GRU(config.embedding_dim, 8, num_layers=2, batch_first=True) for _ in range(2)]
+    for reference, layers in zip(references, (encoder.forward_layers, encoder.backward_layers)):
+        for i, layer in enumerate(layers):
+            for name, tensor in layer.named_parameters():
+                getattr(reference, name.replace("l0", f"l{i}")).data.copy_(tensor)
+    with torch.no_grad():
+        encoded = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        for row, length in enumerate(mask.sum(-1).tolist()):
+            embedded = encoder.embed_tokens(ids[row : row + 1, :length])
+            forward = references[0](embedded)[0]
+            backward = references[1](embedded.flip(1))[0].flip(1)
+            torch.testing.assert_close(encoded[row : row + 1, :length], torch.cat([forward, backward], dim=-1),
+                                       rtol=0, atol=1e-6)  # fmt: skip
+            assert not encoded[row, length:].any()
+
+
+def test_a_zero_start_embedding_replaces_the_start_tokens_at_the_first_step_only():
+    model = tiny_model("cgru", zero_start_embedding=True, tie_word_embeddings=False)
+    ids, mask = padded_batch(seed=4)
+    decoder_ids = torch.cat([torch.full((4, 1), BOS), ids[:, :4].clamp(min=3)], dim=1)
+    logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits
+    other_start = decoder_ids.clone()
+    other_start[:, 0] = 7
+    torch.testing.assert_close(model(input_ids=ids, attention_mask=mask, decoder_input_ids=other_start).logits, logits,
+                               rtol=0, atol=0)  # fmt: skip
+    reference = tiny_model("cgru", tie_word_embeddings=False)  # the same weights, its start token's row zeroed
+    with torch.no_grad():
+        reference.model.encoder.embed_tokens.weight[BOS] = 0
+    torch.testing.assert_close(reference(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids).logits,
+                               logits, rtol=0, atol=1e-6)  # fmt: skip
+    # generate() feeds the start token first, then one token a step: the same translations as the zeroed row's.
+    assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=6, num_beams=3),
+                       reference.generate(ids, attention_mask=mask, max_new_tokens=6, num_beams=3))  # fmt: skip
+
+
 @pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
 @pytest.mark.parametrize("decoder_init", ["encoder_final", "encoder_final_relu"])
 @pytest.mark.parametrize("num_beams", [1, 3])
