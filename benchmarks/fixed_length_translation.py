@@ -1,6 +1,9 @@
-"""Time our translation of a test set with JoeyNMT's decoding work: beam 5, batch 64, exactly N decoding steps.
+"""Time our translation of a test set with another toolkit's decoding work: beam 5, batch 64, exactly N decoding
+steps (JoeyNMT's, which holds EOS back), or with MAX_NEW_TOKENS 0 the model's own generation config's limits and
+EOS (Marian's, whose search stops each sentence at its end).
 
-Run by joeynmt_side_by_side.py in a fresh process (so that its peak memory is the translation's alone):
+Run by joeynmt_side_by_side.py and marian_side_by_side.py in a fresh process (so that its peak memory is the
+translation's alone):
 
     python benchmarks/fixed_length_translation.py MODEL_FOLDER MAX_NEW_TOKENS SENTENCES.json [DTYPE]
 
@@ -40,9 +43,9 @@ def main(argv: list[str]) -> None:
     eos = model.config.eos_token_id
     hold_back_eos = LogitsProcessorList([HoldBackEOS(eos)])
     # HoldBackEOS replaces a min_new_tokens from the model's generation config (JoeyNMT's min_output_length, imported).
-    fixed_length = dict(
-        num_beams=NUM_BEAMS, max_new_tokens=max_new_tokens, min_new_tokens=0, logits_processor=hold_back_eos
-    )
+    fixed_length = dict(num_beams=NUM_BEAMS)
+    if max_new_tokens:
+        fixed_length.update(max_new_tokens=max_new_tokens, min_new_tokens=0, logits_processor=hold_back_eos)
     translate(model, tokenizer, sentences[:BATCH_SIZE], batch_size=BATCH_SIZE, **fixed_length)  # warm-up: one batch
 
     generate, output_tokens = model.generate, []

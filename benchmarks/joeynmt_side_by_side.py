@@ -176,9 +176,11 @@ model:
 """
 
 
-def timed(command: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
-    """Run `command` under /usr/bin/time (peak RSS in MiB), failing loudly with its output."""
-    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", *command], cwd=cwd, capture_output=True, text=True)
+def timed(command: list[str], cwd: Path, stdin=None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `command` under /usr/bin/time (peak RSS in MiB), reading the open file `stdin` if given, failing loudly with
+    its output."""
+    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", *command], cwd=cwd, capture_output=True, text=True,
+                            stdin=stdin)  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"{command[:4]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     peak_kb = int(re.findall(r"MAXRSS_KB (\d+)", result.stderr)[-1])

@@ -108,6 +108,25 @@ def test_precision_trains_and_decodes_both_ways_on_a_tiny_budget(multi30k_slice,
     assert json.loads((tmp_path / "runs" / "bfloat16" / "config.json").read_text())["dtype"] == "float32"
 
 
+def test_marian_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
+    """Marian runs in its own venv, .cache/marian-venv, which .ci/run makes (a test installs nothing)."""
+    out = tmp_path / "marian_side_by_side.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "marian_side_by_side.py"), "--data_dir", str(multi30k_dir),
+         "--work_dir", str(tmp_path / "work"), "--vocab_size", "500", "--embedding_dim", "16", "--hidden_size", "32",
+         "--batch_size", "16", "--updates", "30", "--train_pairs", "400", "--test_sentences", "4", "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in out.read_text().splitlines()
+            if line.startswith(("| Marian", "| ours"))]  # fmt: skip
+    assert [row[0] for row in rows] == ["Marian 1.12.42, marian-decoder (CPU)",
+                                        "ours, Marian's weights imported, float32",
+                                        "ours, Marian's weights imported, bfloat16"]  # fmt: skip
+    for name, speed, _, output_tokens, equal, peak, bleu in rows:
+        assert float(speed) > 0 and float(output_tokens) > 0 and float(peak) > 0 and 0 <= float(bleu) <= 100
+    assert rows[0][4] == "4/4"  # (so brief a training never ends a sentence: how often ours equal Marian's varies)
+
+
 def test_onnx_speed_runs_on_a_tiny_budget(model_folder, multi30k_slice, tmp_path):
     out = tmp_path / "onnx_speed.md"
     subprocess.run(
