@@ -22,7 +22,7 @@ _SIZE_FIELDS = (
 )  # fmt: skip
 _SWITCH_FIELDS = (
     "bidirectional_encoder", "input_feeding", "attention_query_bias", "shared_bridge", "tie_word_embeddings",
-    "use_cache", "output_bias", "deep_output", "zero_start_embedding",
+    "use_cache", "output_bias", "deep_output", "zero_start_embedding", "layer_norm",
 )  # fmt: skip
 _TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 
@@ -106,6 +106,13 @@ _RULES = (
         f"{config.attention_type!r}",
     ),
     (
+        lambda config: config.layer_norm
+        and (config.decoder_type != "cgru" or config.decoder_init not in ("bridge", "mean_bridge")),
+        lambda config: "layer_norm is implemented for the conditional GRU decoder (decoder_type='cgru', Marian's) with "
+        f"a bridge (decoder_init 'bridge' or 'mean_bridge'), got decoder_type={config.decoder_type!r}, "
+        f"decoder_init={config.decoder_init!r}",
+    ),
+    (
         lambda config: config.decoder_init.startswith("encoder_final")
         and (config.num_encoder_layers, config.encoder_output_size)
         != (config.num_decoder_layers, config.hidden_size),
@@ -178,6 +185,10 @@ class RNNSeq2SeqConfig(PretrainedConfig):
             Marian build it).
         zero_start_embedding: the decoder's first input is a zero vector instead of the start token's embedding
             (Marian, Nematus).
+        layer_norm: layer normalisation (Ba et al. 2016) where Marian applies it: in every GRU cell over its input
+            and its recurrent product (each over the 3H gates, gain only, before the biases), in the additive scorer
+            over the projected encoder states and the projected query, in the bridge over its product, and in the
+            attentional layer over each input's product (c_t, s_t, y_{t-1}) before the sum; epsilon 1e-9.
         attentional_activation: the attentional vector's nonlinearity, one of `ATTENTIONAL_ACTIVATIONS`: "tanh"
             (Luong et al. 2015, eq. 5) or "none" (OpenNMT's `mlp` attention: a linear layer only).
         position_encoding: one of `POSITION_ENCODINGS`: "none", or "sinusoidal" (eole's default for RNNs, OpenNMT-py's
@@ -218,6 +229,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         decoder_type: str = "stacked",
         deep_output: bool = False,
         zero_start_embedding: bool = False,
+        layer_norm: bool = False,
         attentional_activation: str = "tanh",
         position_encoding: str = "none",
         input_feeding: bool = False,
@@ -253,6 +265,7 @@ class RNNSeq2SeqConfig(PretrainedConfig):
         self.decoder_type = decoder_type
         self.deep_output = deep_output
         self.zero_start_embedding = zero_start_embedding
+        self.layer_norm = layer_norm
         self.attentional_activation = attentional_activation
         self.position_encoding = position_encoding
         self.output_bias = output_bias

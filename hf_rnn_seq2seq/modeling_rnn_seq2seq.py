@@ -119,6 +119,10 @@ class RNNDecoderState:
             self.attentional = self.attentional.index_select(0, beam_idx.to(self.attentional.device))
 
 
+# Marian's layer normalisation epsilon (its layerNorm's default), for `config.layer_norm`.
+_LAYER_NORM_EPS = 1e-9
+
+
 def _per_sentence(queries: torch.Tensor, sentences: int) -> torch.Tensor:
     """(N, T, D) -> (B, G*T, D): the G consecutive decoder rows of each sentence side by side, so that every query
     of a sentence meets its keys in one batched product and the keys are never copied G times."""
@@ -157,31 +161,79 @@ class MultiplicativeAttention(nn.Module):
 
 
 class AdditiveAttention(nn.Module):
-    """Bahdanau et al. (2015) eq. 6 / Luong et al. (2015) eq. 8 `concat`: score = v_a^T tanh(W_q q + W_k h_s)."""
+    """Bahdanau et al. (2015) eq. 6 / Luong et al. (2015) eq. 8 `concat`: score = v_a^T tanh(W_q q + W_k h_s);
+    with `config.layer_norm` (Marian's), v_a^T tanh(LN(W_q q) + LN(W_k h_s)), the keys' normalisation with a bias."""
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__()
         self.key_projection = nn.Linear(config.encoder_output_size, config.attention_hidden_size, bias=False)
         self.query_projection = nn.Linear(config.hidden_size, config.attention_hidden_size, config.attention_query_bias)
         self.energy = nn.Linear(config.attention_hidden_size, 1, bias=False)
+        self.key_norm = self.query_norm = None
+        if config.layer_norm:
+            self.key_norm = nn.LayerNorm(config.attention_hidden_size, eps=_LAYER_NORM_EPS)
+            self.query_norm = nn.LayerNorm(config.attention_hidden_size, eps=_LAYER_NORM_EPS, bias=False)
 
     def project_keys(self, encoder_states: torch.Tensor) -> torch.Tensor:
         """(B, S, K) -> (B, S, A), computed once per source sentence."""
-        return self.key_projection(encoder_states)
+        keys = self.key_projection(encoder_states)
+        return keys if self.key_norm is None else self.key_norm(keys)
 
     def forward(self, queries, keys, encoder_mask):
         """queries (N, T, H), keys (B, S, A), encoder_mask (B, S) -> attention weights (N, T, S)."""
         rows, steps = queries.shape[:2]
-        projected = _per_sentence(self.query_projection(queries), keys.shape[0])  # (B, G*T, A)
+        projected = self.query_projection(queries)
+        projected = _per_sentence(projected if self.query_norm is None else self.query_norm(projected), keys.shape[0])
         # In place: the largest tensor of a decoding step, and the sum is needed by nothing but its tanh.
         hidden = (projected.unsqueeze(2) + keys.unsqueeze(1)).tanh_()  # (B, G*T, S, A)
         weights = _masked_softmax(self.energy(hidden).squeeze(-1), encoder_mask)  # (B, G*T, S)
         return weights.view(rows, steps, -1)
 
 
-def _rnn_class(rnn_type: str) -> type[nn.Module]:
-    """torch.nn's class for a `configuration_rnn_seq2seq.RNN_TYPES` entry: nn.GRU or nn.LSTM."""
-    return getattr(nn, rnn_type.upper())
+class LayerNormGRU(nn.Module):
+    """A one-layer GRU with layer normalisation (Ba et al. 2016) as Marian's cells apply it (`config.layer_norm`):
+    the input product and the recurrent product each normalised over their 3H gates, gain only, before the biases:
+        g_i = LN(W_ih x) + b_ih,  g_h = LN(W_hh h) + b_hh,  then nn.GRU's gate equations on g_i and g_h.
+    nn.GRU's parameter names and call (batch_first inputs (N, T, In), state (1, N, H)), one time step at a time."""
+
+    def __init__(self, input_size: int, hidden_size: int, batch_first: bool = True):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_ih_l0 = nn.Parameter(torch.empty(3 * hidden_size, input_size))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
+        self.bias_ih_l0 = nn.Parameter(torch.zeros(3 * hidden_size))
+        self.bias_hh_l0 = nn.Parameter(torch.zeros(3 * hidden_size))
+        self.norm_ih = nn.LayerNorm(3 * hidden_size, eps=_LAYER_NORM_EPS, bias=False)
+        self.norm_hh = nn.LayerNorm(3 * hidden_size, eps=_LAYER_NORM_EPS, bias=False)
+
+    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor):
+        input_gates = _input_gates(self, inputs)  # (N, T, 3H), every step at once
+        state, outputs = hidden[0], []
+        for t in range(inputs.shape[1]):
+            state = _rnn_step_from_gates(self, input_gates[:, t], state)
+            outputs.append(state)
+        return torch.stack(outputs, dim=1), state[None]
+
+
+def _rnn_class(config: RNNSeq2SeqConfig) -> type[nn.Module]:
+    """The class of every RNN layer: nn.GRU or nn.LSTM (`config.rnn_type`), or LayerNormGRU (`config.layer_norm`)."""
+    return LayerNormGRU if config.layer_norm else getattr(nn, config.rnn_type.upper())
+
+
+def _input_gates(rnn: nn.Module, inputs: torch.Tensor = None, product: torch.Tensor = None) -> torch.Tensor:
+    """An RNN layer's input gates W_ih x + b_ih for inputs x (.., In), or from the product W_ih x where that comes
+    ready (`product`); W_ih x normalised first in a LayerNormGRU."""
+    if isinstance(rnn, LayerNormGRU):
+        product = nn.functional.linear(inputs, rnn.weight_ih_l0) if product is None else product
+        return rnn.norm_ih(product) + rnn.bias_ih_l0
+    return nn.functional.linear(inputs, rnn.weight_ih_l0, rnn.bias_ih_l0) if product is None else product + rnn.bias_ih_l0
+
+
+def _hidden_gates(rnn: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """An RNN layer's recurrent gates W_hh h + b_hh (W_hh h normalised first in a LayerNormGRU)."""
+    if isinstance(rnn, LayerNormGRU):
+        return rnn.norm_hh(nn.functional.linear(hidden, rnn.weight_hh_l0)) + rnn.bias_hh_l0
+    return nn.functional.linear(hidden, rnn.weight_hh_l0, rnn.bias_hh_l0)
 
 
 def _zero_state(rnn: nn.Module, inputs: torch.Tensor):
@@ -267,7 +319,7 @@ class RNNSeq2SeqEncoder(nn.Module):
 
         def directional_layers():
             return nn.ModuleList(
-                _rnn_class(config.rnn_type)(
+                _rnn_class(config)(
                     config.embedding_dim if i == 0 else upper_input_size,
                     config.encoder_hidden_size,
                     batch_first=True,
@@ -277,7 +329,7 @@ class RNNSeq2SeqEncoder(nn.Module):
 
         self.forward_layers = directional_layers()
         self.backward_layers = directional_layers() if config.bidirectional_encoder else None
-        self.keeps_final_states = config.decoder_init != "bridge"
+        self.keeps_final_states = config.decoder_init.startswith("encoder_final")
         self.adds_positions = config.position_encoding == "sinusoidal"
 
     def forward(
@@ -356,7 +408,7 @@ def _rnn_step_from_gates(rnn: nn.Module, input_gates: torch.Tensor, hidden: torc
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
     reset_in, update_in, new_in = input_gates.chunk(3, dim=-1)
-    reset_h, update_h, new_h = nn.functional.linear(hidden, rnn.weight_hh_l0, rnn.bias_hh_l0).chunk(3, dim=-1)
+    reset_h, update_h, new_h = _hidden_gates(rnn, hidden).chunk(3, dim=-1)
     update = torch.sigmoid(update_in + update_h)
     new = torch.tanh(new_in + torch.sigmoid(reset_in + reset_h) * new_h)
     return new + update * (hidden - new)  # (1 - z) n + z h
@@ -448,7 +500,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         # The conditional GRU's second cell: input c_t, state s'_t from the first layer's cell.
         self.conditional_cell = None
         if conditional:
-            self.conditional_cell = nn.GRU(config.encoder_output_size, config.hidden_size, batch_first=True)
+            self.conditional_cell = _rnn_class(config)(config.encoder_output_size, config.hidden_size, batch_first=True)
         self.deep_output = config.deep_output
         self.state_size = config.hidden_size * (2 if config.rnn_type == "lstm" else 1)  # an LSTM carries [h; c]
         self.dropout = nn.Dropout(config.dropout)
@@ -462,7 +514,10 @@ class RNNSeq2SeqDecoder(nn.Module):
             # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) (Bahdanau et al. 2015, A.2.2), or of the states' mean: a state
             # for every decoder layer (and an LSTM's h and c), or one state for all of them (`shared_bridge`).
             bridge_size = config.hidden_size if self.shared_bridge else config.num_decoder_layers * self.state_size
-            self.bridge = nn.Linear(config.encoder_output_size, bridge_size)
+            # With layer normalisation, tanh(LN(W_b x)): the normalisation's bias is the bridge's.
+            self.bridge = nn.Linear(config.encoder_output_size, bridge_size, bias=not config.layer_norm)
+            if config.layer_norm:
+                self.bridge_norm = nn.LayerNorm(bridge_size, eps=_LAYER_NORM_EPS)
         elif self.decoder_init == "encoder_final_relu":
             # OpenNMT's bridge reads each direction's final states of all layers: L * He wide (see _relu_bridge).
             width = config.num_encoder_layers * config.encoder_hidden_size
@@ -483,12 +538,18 @@ class RNNSeq2SeqDecoder(nn.Module):
             + (config.attentional_size if config.input_feeding else 0)
         )
         self.layers = nn.ModuleList(
-            _rnn_class(config.rnn_type)(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True)
+            _rnn_class(config)(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True)
             for i in range(config.num_decoder_layers)
         )
         attentional_inputs = config.encoder_output_size + config.hidden_size
         attentional_inputs += config.embedding_dim if self.deep_output else 0
         self.attentional_layer = nn.Linear(attentional_inputs, config.attentional_size)  # reads [c_t; s_t; y_{t-1}?]
+        self.attentional_norms = None  # with layer normalisation: one for each input's product, gain only
+        if config.layer_norm:
+            self.attentional_norms = nn.ModuleList(
+                nn.LayerNorm(config.attentional_size, eps=_LAYER_NORM_EPS, bias=False)
+                for _ in range(3 if self.deep_output else 2)
+            )
         self.premultiplied = PremultipliedContext(self)
 
     @property
@@ -525,7 +586,8 @@ class RNNSeq2SeqDecoder(nn.Module):
             else:  # the mean over real positions; the encoder's states are zero on padding
                 lengths = encoder_mask.sum(-1, keepdim=True).clamp(min=1).to(encoder_states.dtype)  # (B, 1)
                 summary = encoder_states.sum(1) / lengths
-            hidden = torch.tanh(self.bridge(summary))  # (B, L*H|L*2H) or (B, H)
+            bridged = self.bridge(summary)
+            hidden = torch.tanh(bridged if self.bridge.bias is not None else self.bridge_norm(bridged))  # (B, L*H|L*2H)
             if self.shared_bridge:
                 hidden = hidden.repeat(1, self.num_layers * self.state_size // self.hidden_size)  # [s; s] an LSTM layer
             return hidden.view(hidden.shape[0], self.num_layers, -1).transpose(0, 1)
@@ -575,6 +637,11 @@ class RNNSeq2SeqDecoder(nn.Module):
         and the embeddings of the previous words (N, T, E): (N, T, O)."""
         layer, start = self.attentional_layer, self.context_size
         end = start + self.hidden_size
+        if self.attentional_norms is not None:  # each input's product normalised: W_cc c, W_cs s, W_cy y
+            products = [terms.attentional, nn.functional.linear(states, layer.weight[:, start:end])]
+            products += [nn.functional.linear(embedded, layer.weight[:, end:])] if self.deep_output else []
+            attentional = sum(norm(product) for norm, product in zip(self.attentional_norms, products)) + layer.bias
+            return self.attentional_activation(attentional)
         attentional = terms.attentional + nn.functional.linear(states, layer.weight[:, start:end], layer.bias)
         if self.deep_output:
             attentional = attentional + nn.functional.linear(embedded, layer.weight[:, end:])
@@ -595,7 +662,7 @@ class RNNSeq2SeqDecoder(nn.Module):
             if layer == 0 and context_gates is not None:
                 new = self.premultiplied.first_layer_step(layer_input[:, 0], context_gates[:, 0], hidden[0])[None]
             elif one_step:
-                gates = nn.functional.linear(layer_input[:, 0], rnn.weight_ih_l0, rnn.bias_ih_l0)
+                gates = _input_gates(rnn, layer_input[:, 0])
                 new = _rnn_step_from_gates(rnn, gates, hidden[i])[None]  # (1, N, H|2H)
             else:
                 h = hidden[i : i + 1]
@@ -619,7 +686,7 @@ class RNNSeq2SeqDecoder(nn.Module):
         cell = self.conditional_cell
         gates = terms.cell_gates  # W_ic c_t premultiplied, or formed from c_t here
         gates = nn.functional.linear(terms.cell_input, cell.weight_ih_l0) if gates is None else gates
-        state_t = _rnn_step_from_gates(cell, gates[:, 0] + cell.bias_ih_l0, first_hidden[0])[:, None]  # s_t: (N, 1, H)
+        state_t = _rnn_step_from_gates(cell, _input_gates(cell, product=gates[:, 0]), first_hidden[0])[:, None]  # s_t
         top, upper_hidden, upper_states = self._run_layers(state_t, hidden[1:], layers=range(1, len(self.layers)))
         new_hidden = torch.cat([state_t.transpose(0, 1), upper_hidden], dim=0)
         return top, new_hidden, [state_t, *upper_states], weights, terms
@@ -726,8 +793,12 @@ class RNNSeq2SeqPreTrainedModel(PreTrainedModel):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, (nn.GRU, nn.LSTM)):
-            for name, param in module.named_parameters():
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.GRU, nn.LSTM, LayerNormGRU)):
+            for name, param in module.named_parameters(recurse=False):  # a LayerNormGRU's norms are their own
                 if name.startswith("weight_hh"):
                     init.orthogonal_(param)  # keeps the recurrence well conditioned over long sentences
                 elif name.startswith("weight_ih"):

@@ -59,6 +59,12 @@ MODELS = {
         shared_bridge=True, zero_start_embedding=True, encoder_stacking="per_direction", source_vocab_size=VOCAB + 5,
         tie_word_embeddings=False, output_bias=True,
     )),
+    # The same with Marian's layer normalisation (its cells, scorer, bridge and deep output).
+    "marian_cgru_layer_norm": (8, dict(
+        attention_type="bahdanau", decoder_type="cgru", deep_output=True, decoder_init="mean_bridge",
+        shared_bridge=True, zero_start_embedding=True, encoder_stacking="per_direction", source_vocab_size=VOCAB + 5,
+        tie_word_embeddings=False, output_bias=True, layer_norm=True, attention_query_bias=False,
+    )),
 }
 
 

@@ -126,3 +126,10 @@ def test_defaults_follow_the_special_token_convention():
     assert (config.pad_token_id, config.bos_token_id, config.eos_token_id) == (0, 1, 2)
     assert config.decoder_start_token_id == config.bos_token_id
     assert config.is_encoder_decoder and config.model_type == "rnn_seq2seq"
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(decoder_type="cgru", attention_type="bahdanau",
+                                                   decoder_init="encoder_final", encoder_hidden_size=256)])
+def test_layer_normalisation_is_for_the_conditional_gru_with_a_bridge(settings):
+    with pytest.raises(ValueError, match=r"layer_norm is implemented for the conditional GRU decoder"):
+        RNNSeq2SeqConfig(vocab_size=100, layer_norm=True, **settings)

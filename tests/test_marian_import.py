@@ -16,19 +16,22 @@ from hf_rnn_seq2seq.marian import MarianImportError, import_marian, main
 PYMARIAN = REPO_ROOT / ".cache" / "marian-venv" / "bin" / "pymarian"
 COMMON = ["--dim-emb", "32", "--dim-rnn", "48", "--mini-batch", "16", "--learn-rate", "0.01", "--cpu-threads", "1",
           "--seed", "1", "--workspace", "256", "--quiet"]  # fmt: skip
-# The configurations (but layer normalisation, refused below): Marian's default s2s (its target embeddings
-# are not tied by default), tied target embeddings, one table for everything (one vocabulary), two layers on each side
-# (each encoder direction a stack of its own); and a `--type nematus` model, saved under Nematus's names.
+# The configurations: Marian's default s2s (its target embeddings are not tied by default), layer
+# normalisation, tied target embeddings, one table for everything (one vocabulary), two layers on each side (each
+# encoder direction a stack of its own); and a `--type nematus` model, saved under Nematus's names.
+NEMATUS = ["--type", "nematus", "--enc-cell", "gru-nematus", "--dec-cell", "gru-nematus"]
 VARIANTS = {
     "s2s": [],
+    "layer-normalization": ["--layer-normalization"],
     "tied": ["--tied-embeddings"],
     "tied-all": ["--tied-embeddings-all"],
     "depth-2": ["--enc-depth", "2", "--dec-depth", "2"],
-    "nematus": ["--type", "nematus", "--enc-cell", "gru-nematus", "--dec-cell", "gru-nematus"],
+    "nematus": NEMATUS,
 }
 # Trained for two updates only, to be refused: (flags, the refusal).
 REFUSED = {
-    "layer-normalization": (["--layer-normalization"], "--layer-normalization True is not supported"),
+    "nematus-layer-normalization": ([*NEMATUS, "--layer-normalization"],
+                                    "--layer-normalization in a `nematus` model"),
     "lstm": (["--enc-cell", "lstm", "--dec-cell", "lstm"], "--enc-cell lstm is not supported: only GRU cells"),
     "bi-unidirectional": (["--enc-type", "bi-unidirectional", "--enc-depth", "2"], "--enc-type bi-unidirectional"),
     "transformer": (["--type", "transformer", "--transformer-heads", "2", "--transformer-dim-ffn", "32"],

@@ -24,7 +24,6 @@ _REQUIRED = {
     "dec-cell-base-depth": (2, "only the conditional GRU's two cells (no transition cells) are represented"),
     "dec-cell-high-depth": (1, "transition cells in the decoder's upper layers are not represented"),
     "skip": (False, "residual connections between RNN layers are not represented"),
-    "layer-normalization": (False, "layer normalisation inside the GRU cells is not represented yet"),
     "right-left": (False, "right-to-left decoding is not represented"),
     "tied-embeddings-src": (False, "a source table shared with an untied output layer is not represented"),
 }
@@ -57,6 +56,12 @@ def read_settings(options: dict, decoder_options: dict) -> MarianSettings:
         raise MarianImportError("factored vocabularies are not supported")
     if options.get("ulr", False):
         raise MarianImportError("--ulr (universal lexical representations) is not supported")
+    layer_norm = bool(options.get("layer-normalization", False))
+    if layer_norm and model_type == "nematus":
+        raise MarianImportError(
+            "--layer-normalization in a `nematus` model (Nematus's own formula: a gain and bias for every product, "
+            "epsilon 1e-5) is not represented; `s2s` models' layer normalisation is"
+        )
     embedding, hidden = options["dim-emb"], options["dim-rnn"]
     tied_all = bool(options.get("tied-embeddings-all", False))
     model = dict(
@@ -69,6 +74,8 @@ def read_settings(options: dict, decoder_options: dict) -> MarianSettings:
         rnn_type="gru",
         attention_type="bahdanau",
         attention_hidden_size=2 * hidden,
+        attention_query_bias=not layer_norm,  # with layer normalisation, b_att is the keys' normalisation's bias
+        layer_norm=layer_norm,
         decoder_type="cgru",
         deep_output=True,
         decoder_init="mean_bridge",

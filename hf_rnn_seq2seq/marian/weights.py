@@ -61,6 +61,9 @@ def convert_state(theirs: dict[str, torch.Tensor], config, source_ids: list[int]
         zeros = candidate.new_zeros(hidden)
         state[f"{ours}.bias_ih_l0"] = torch.cat([gates, zeros if bias_in_reset else candidate])
         state[f"{ours}.bias_hh_l0"] = torch.cat([gates.new_zeros(2 * hidden), candidate if bias_in_reset else zeros])
+        if config.layer_norm:  # one gain over the input product's 3H gates, one over the recurrent product's
+            state[f"{ours}.norm_ih.weight"] = take(f"{prefix}_gamma1")
+            state[f"{ours}.norm_hh.weight"] = take(f"{prefix}_gamma2")
 
     shared = "Wemb" in theirs
     source_table = take("Wemb") if shared else take("encoder_Wemb")
@@ -75,20 +78,34 @@ def convert_state(theirs: dict[str, torch.Tensor], config, source_ids: list[int]
 
     decoder = "model.decoder"
     state[f"{decoder}.bridge.weight"] = take("decoder_ff_state_W").T
-    state[f"{decoder}.bridge.bias"] = take("decoder_ff_state_b")
+    if config.layer_norm:  # tanh(LN(W x; gamma, beta = b))
+        state[f"{decoder}.bridge_norm.weight"] = take("decoder_ff_state_gamma")
+        state[f"{decoder}.bridge_norm.bias"] = take("decoder_ff_state_b")
+    else:
+        state[f"{decoder}.bridge.bias"] = take("decoder_ff_state_b")
     gru(f"{decoder}.layers.0", "decoder_cell1")
     gru(f"{decoder}.conditional_cell", "decoder_cell2", bias_in_reset=True)
     for layer in range(1, config.num_decoder_layers):
         gru(f"{decoder}.layers.{layer}", f"decoder_l{layer + 1}_cell1")
-    # e = U_att^T tanh(W_comb_att^T s' + Wc_att^T h + b_att): b_att sits on the query side here, the sum is the same.
-    state[f"{decoder}.attention.key_projection.weight"] = take("decoder_Wc_att").T
-    state[f"{decoder}.attention.query_projection.weight"] = take("decoder_W_comb_att").T
-    state[f"{decoder}.attention.query_projection.bias"] = take("decoder_b_att")
-    state[f"{decoder}.attention.energy.weight"] = take("decoder_U_att").T
+    # e = U_att^T tanh(W_comb_att^T s' + Wc_att^T h + b_att): b_att sits on the query side here, the sum is the same;
+    # with layer normalisation, U_att^T tanh(LN(W_comb_att^T s'; gamma2) + LN(Wc_att^T h; gamma1, beta = b_att)).
+    attention = f"{decoder}.attention"
+    state[f"{attention}.key_projection.weight"] = take("decoder_Wc_att").T
+    state[f"{attention}.query_projection.weight"] = take("decoder_W_comb_att").T
+    if config.layer_norm:
+        state[f"{attention}.key_norm.weight"] = take("decoder_att_gamma1")
+        state[f"{attention}.key_norm.bias"] = take("decoder_b_att")
+        state[f"{attention}.query_norm.weight"] = take("decoder_att_gamma2")
+    else:
+        state[f"{attention}.query_projection.bias"] = take("decoder_b_att")
+    state[f"{attention}.energy.weight"] = take("decoder_U_att").T
     # The deep output tanh(y W0 + b0 + s W1 + b1 + c W2 + b2) as one layer over [c; s; y].
     deep = [take(f"decoder_ff_logit_l1_W{i}").T for i in (2, 1, 0)]
     state[f"{decoder}.attentional_layer.weight"] = torch.cat(deep, dim=1)
     state[f"{decoder}.attentional_layer.bias"] = sum(take(f"decoder_ff_logit_l1_b{i}") for i in range(3))
+    if config.layer_norm:  # sum_i LN(x_i W_i; gamma_i, beta = b_i): the betas summed into the bias above
+        for norm, marian_input in enumerate((2, 1, 0)):  # ours read [c; s; y], Marian's inputs are [y, s, c]
+            state[f"{decoder}.attentional_norms.{norm}.weight"] = take(f"decoder_ff_logit_l1_gamma{marian_input}")
 
     if tied_output:
         state["lm_head.weight"] = target_table

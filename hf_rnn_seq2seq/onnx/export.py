@@ -66,6 +66,8 @@ def check_exportable(config) -> None:
             f"decoder_init={config.decoder_init!r} (a decoder that starts from the encoder's final states, as OpenNMT "
             "models imported here do) is not covered by the ONNX export yet: its encoder runs over packed sequences"
         )
+    if config.layer_norm:
+        raise ValueError("layer_norm=True (Marian's models) is not covered by the ONNX export yet")
     if config.position_encoding != "none":
         raise ValueError(
             f"position_encoding={config.position_encoding!r} (eole's models) is not covered by the ONNX export yet"
