@@ -4,6 +4,7 @@ own decoder: its greedy translations token for token, its n-best scores, its bea
 
 import contextlib
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 import pytest
@@ -64,8 +65,7 @@ def marian_models(multi30k_slice, tmp_path_factory):
     (work / "train.both").write_text((work / "train.de").read_text() + (work / "train.en").read_text())
     for name in ("de", "en", "both"):
         (work / f"vocab.{name}.yml").write_text(marian("vocab", stdin=work / f"train.{name}", cwd=work))
-    models = {}
-    for name, flags in {**VARIANTS, **{name: flags for name, (flags, _) in REFUSED.items()}}.items():
+    def train_and_decode(name: str, flags: list[str]) -> dict:
         folder = work / name
         folder.mkdir()
         vocabularies = [work / "vocab.both.yml"] * 2 if name == "tied-all" else [work / "vocab.de.yml",
@@ -74,16 +74,21 @@ def marian_models(multi30k_slice, tmp_path_factory):
         model_type = [] if "--type" in flags else ["--type", "s2s"]
         marian("train", *model_type, *COMMON, *flags, *updates, "-m", folder / "model.npz", "-t",
                work / "train.de", work / "train.en", "-v", *vocabularies, cwd=folder)  # fmt: skip
-        models[name] = {"npz": folder / "model.npz", "vocabularies": vocabularies}
-        if name in REFUSED:
-            continue
-        decode = ["decode", "-m", folder / "model.npz", "-v", *vocabularies, "--cpu-threads", "1", "--quiet"]
-        models[name]["greedy"] = marian(*decode, "--beam-size", "1", stdin=work / "test.de", cwd=folder).splitlines()
-        models[name]["nbest"] = marian(*decode, "--beam-size", BEAM, "--n-best", "--normalize", "0",
-                                       stdin=work / "test.de", cwd=folder).splitlines()  # fmt: skip
-        models[name]["beam"] = marian(*decode, "--beam-size", BEAM, "--normalize", "0", stdin=work / "test.de",
-                                      cwd=folder).splitlines()  # fmt: skip
-        models[name]["folder"] = import_marian(folder / "model.npz", work / f"imported-{name}")
+        model = {"npz": folder / "model.npz", "vocabularies": vocabularies}
+        if name in VARIANTS:
+            decode = ["decode", "-m", folder / "model.npz", "-v", *vocabularies, "--cpu-threads", "1", "--quiet"]
+            for output, search in (("greedy", ["--beam-size", 1]), ("nbest", ["--beam-size", BEAM, "--n-best"]),
+                                   ("beam", ["--beam-size", BEAM])):  # fmt: skip
+                model[output] = marian(*decode, *search, "--normalize", 0, stdin=work / "test.de", cwd=folder)
+                model[output] = model[output].splitlines()
+        return model
+
+    # Two Marian processes at a time, one thread each.
+    jobs = {**VARIANTS, **{name: flags for name, (flags, _) in REFUSED.items()}}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        models = dict(zip(jobs, pool.map(train_and_decode, jobs, jobs.values())))
+    for name in VARIANTS:
+        models[name]["folder"] = import_marian(models[name]["npz"], work / f"imported-{name}")
     return {"models": models, "work": work, "sources": (work / "test.de").read_text().splitlines()}
 
 
@@ -143,12 +148,16 @@ def test_beam_search_finds_marians_translations(marian_models, name):
     when a hypothesis ends, Marian's beam shrinks: they can part where a hypothesis ends early in the search."""
     imported, sources = marian_models["models"][name], marian_models["sources"]
     model, tokenizer = load(imported["folder"])
-    same = 0
-    for source, cap, theirs in zip(sources, length_caps(tokenizer, sources), imported["beam"]):
+    by_cap = {}  # the sentences of one length cap as one batch (a batch's translations are its sentences' alone)
+    for row, cap in enumerate(length_caps(tokenizer, sources)):
+        by_cap.setdefault(cap, []).append(row)
+    ours = {}
+    for cap, rows in by_cap.items():
+        batch = tokenizer([sources[row] for row in rows], return_tensors="pt", padding=True)
         with torch.no_grad():
-            ids = model.generate(**tokenizer([source], return_tensors="pt"), num_beams=BEAM, length_penalty=0.0,
-                                 max_new_tokens=cap)  # fmt: skip
-        same += tokenizer.decode(ids[0], skip_special_tokens=True) == theirs
+            ids = model.generate(**batch, num_beams=BEAM, length_penalty=0.0, max_new_tokens=cap)
+        ours.update(zip(rows, tokenizer.batch_decode(ids, skip_special_tokens=True)))
+    same = sum(ours[row] == theirs for row, theirs in enumerate(imported["beam"]))
     assert same >= 0.99 * len(sources), same
 
 
