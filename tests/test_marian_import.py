@@ -19,7 +19,8 @@ COMMON = ["--dim-emb", "32", "--dim-rnn", "48", "--mini-batch", "16", "--learn-r
           "--seed", "1", "--workspace", "256", "--quiet"]  # fmt: skip
 # The issue's configurations: Marian's default s2s (its target embeddings are not tied by default), layer
 # normalisation, tied target embeddings, one table for everything (one vocabulary), two layers on each side (each
-# encoder direction a stack of its own); and a `--type nematus` model, saved under Nematus's names.
+# encoder direction a stack of its own); a SentencePiece model that Marian trains for both sides; and a
+# `--type nematus` model, saved under Nematus's names.
 NEMATUS = ["--type", "nematus", "--enc-cell", "gru-nematus", "--dec-cell", "gru-nematus"]
 VARIANTS = {
     "s2s": [],
@@ -27,6 +28,7 @@ VARIANTS = {
     "tied": ["--tied-embeddings"],
     "tied-all": ["--tied-embeddings-all"],
     "depth-2": ["--enc-depth", "2", "--dec-depth", "2"],
+    "sentencepiece": ["--dim-vocabs", "400", "400"],
     "nematus": NEMATUS,
 }
 # Trained for two updates only, to be refused: (flags, the refusal).
@@ -68,8 +70,8 @@ def marian_models(multi30k_slice, tmp_path_factory):
     def train_and_decode(name: str, flags: list[str]) -> dict:
         folder = work / name
         folder.mkdir()
-        vocabularies = [work / "vocab.both.yml"] * 2 if name == "tied-all" else [work / "vocab.de.yml",
-                                                                                 work / "vocab.en.yml"]  # fmt: skip
+        vocabularies = {"tied-all": [work / "vocab.both.yml"] * 2, "sentencepiece": [folder / "vocab.spm"] * 2}.get(
+            name, [work / "vocab.de.yml", work / "vocab.en.yml"])  # fmt: skip
         updates = ["--after-batches", "2" if name in REFUSED else "120"]
         model_type = [] if "--type" in flags else ["--type", "s2s"]
         marian("train", *model_type, *COMMON, *flags, *updates, "-m", folder / "model.npz", "-t",
@@ -77,8 +79,10 @@ def marian_models(multi30k_slice, tmp_path_factory):
         model = {"npz": folder / "model.npz", "vocabularies": vocabularies}
         if name in VARIANTS:
             decode = ["decode", "-m", folder / "model.npz", "-v", *vocabularies, "--cpu-threads", "1", "--quiet"]
-            for output, search in (("greedy", ["--beam-size", 1]), ("nbest", ["--beam-size", BEAM, "--n-best"]),
-                                   ("beam", ["--beam-size", BEAM])):  # fmt: skip
+            # Greedy and n-best translations as the tokens Marian generated (a SentencePiece model's output is text
+            # else), beam search's as text.
+            for output, search in (("greedy", ["--beam-size", 1, "--no-spm-decode"]), ("beam", ["--beam-size", BEAM]),
+                                   ("nbest", ["--beam-size", BEAM, "--n-best", "--no-spm-decode"])):  # fmt: skip
                 model[output] = marian(*decode, *search, "--normalize", 0, stdin=work / "test.de", cwd=folder)
                 model[output] = model[output].splitlines()
         return model
@@ -128,8 +132,8 @@ def test_sentence_scores_are_marians_n_best_scores(marian_models, name):
     rows = [int(index) for index, *_ in entries]
     labels = []
     for (index, translation, *_), row in zip(entries, rows):
-        ids = tokenizer(text_target=translation)["input_ids"]
-        labels.append(ids if len(ids) - 1 < caps[row] else ids[:-1])  # a capped translation has no </s>
+        ids = tokenizer.convert_tokens_to_ids(translation.split())
+        labels.append(ids + [model.config.eos_token_id] if len(ids) < caps[row] else ids)  # a capped one has no </s>
     width = max(map(len, labels))
     padded = torch.tensor([ids + [-100] * (width - len(ids)) for ids in labels])
     batch = tokenizer([sources[row] for row in rows], return_tensors="pt", padding=True)

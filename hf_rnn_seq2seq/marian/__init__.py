@@ -7,7 +7,7 @@ The folder (config, safetensors weights, generation config, tokenizer, model car
 `AutoModelForSeq2SeqLM` / `AutoTokenizer` and computes what Marian computes: model_file.py reads the `.npz` without
 pickles, settings.py maps its options, weights.py its tensors. The vocabularies (by default those that
 MODEL.npz.decoder.yml names) become one tokenizer as for JoeyNMT models (../joeynmt/segmentation.py): words split at
-spaces, `</s>` appended to every source as Marian appends it.
+spaces, or a SentencePiece model's segmentation, `</s>` appended to every source as Marian appends it.
 """
 
 from __future__ import annotations
@@ -37,10 +37,9 @@ def import_marian(model_path, output_dir, vocabularies=None) -> Path:
 
     from ..configuration_rnn_seq2seq import RNNSeq2SeqConfig
     from ..joeynmt.segmentation import build_tokenizer
-    from ..joeynmt.settings import Segmentation
     from ..joeynmt.weights import load_converted
     from ..modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
-    from .model_file import read_model, read_vocabulary
+    from .model_file import read_model, read_vocabularies
     from .settings import read_settings
     from .weights import convert_state, marian_names
 
@@ -53,10 +52,10 @@ def import_marian(model_path, output_dir, vocabularies=None) -> Path:
             "give the source and target vocabularies (--vocabs SOURCE TARGET): "
             f"{model_path.name}.decoder.yml, which would name them, is absent or names {len(vocabulary_paths)}"
         )
-    source_itos, target_itos = (read_vocabulary(path) for path in vocabulary_paths)
+    source_itos, target_itos, segmentation = read_vocabularies(*vocabulary_paths)
     specials = _special_tokens(source_itos, target_itos)
     _check_sizes(marian.options, source_itos, target_itos)
-    converted = build_tokenizer(Segmentation(level="word", lowercase=False), source_itos, target_itos, specials)
+    converted = build_tokenizer(segmentation, source_itos, target_itos, specials)
 
     ids = specials.ids
     config = RNNSeq2SeqConfig(
@@ -87,7 +86,7 @@ def import_marian(model_path, output_dir, vocabularies=None) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     converted.tokenizer.save_pretrained(output_dir)
-    _write_model_card(output_dir, model_path, model, notes)
+    _write_model_card(output_dir, model_path, model, segmentation, notes)
     for note in notes:
         logger.warning("%s", note)
     return output_dir
@@ -115,7 +114,7 @@ def _check_sizes(options: dict, source_itos: list[str], target_itos: list[str]) 
         )
 
 
-def _write_model_card(output_dir: Path, model_path: Path, model, notes) -> None:
+def _write_model_card(output_dir: Path, model_path: Path, model, segmentation, notes) -> None:
     from huggingface_hub import ModelCardData
 
     from ..publishing import model_tags, save_imported_model_card
@@ -129,8 +128,8 @@ def _write_model_card(output_dir: Path, model_path: Path, model, notes) -> None:
     summary = (
         f"Converted by `hf-rnn-seq2seq-import-marian` from the Marian `s2s` model `{model_path.name}`: a bidirectional "
         f"GRU encoder and a conditional-GRU decoder with a deep output layer, {model.num_parameters():,} parameters, "
-        "words split at spaces. It computes Marian's log-probabilities for the same input; greedy search gives its "
-        f"translations. The generation config holds marian-decoder's settings (beam {generation.num_beams}, length "
+        f"segmentation: {segmentation.tokenizer_type or 'words split at spaces'}. It computes Marian's "
+        "log-probabilities for the same input; greedy search gives its translations. The generation config holds marian-decoder's settings (beam {generation.num_beams}, length "
         f"normalisation {generation.length_penalty:g}, <unk> never generated)."
     )
     save_imported_model_card(output_dir, data, "Marian s2s model, imported", summary, "Marian", notes)

@@ -3,7 +3,8 @@
 Marian saves a model as one `.npz`: every parameter an array (matrices `[in, out]`, biases `[1, n]`), and the options
 that define the architecture as YAML text in the entry `special:model.yml` (an int8 array, NUL-terminated). Beside it,
 `MODEL.npz.decoder.yml` lists the vocabularies and the decoding options that `marian-decoder` uses with it.
-Vocabularies are YAML (or JSON) maps `token: id` over pre-segmented text; tokens such as `no` or `30` are strings.
+Vocabularies are YAML (or JSON) maps `token: id` over pre-segmented text (tokens such as `no` or `30` are strings),
+or a SentencePiece model (`.spm`) whose pieces are the vocabulary, in its own id order, and which segments the text.
 """
 
 from __future__ import annotations
@@ -66,12 +67,29 @@ def _decoder_file(path: Path) -> tuple[dict, list[Path]]:
     return options, vocabularies
 
 
+def read_vocabularies(source: Path, target: Path):
+    """The source and target vocabularies as lists of tokens by id, and the segmentation they imply: words split at
+    spaces for YAML/JSON ones, the model's for one SentencePiece model serving both sides."""
+    from ..joeynmt.segmentation import read_sentencepiece_model
+    from ..joeynmt.settings import Segmentation
+
+    for path in (source, target):
+        if not path.is_file():
+            raise MarianImportError(f"vocabulary file {path} not found")
+    if source.suffix == ".spm" or target.suffix == ".spm":
+        if source.read_bytes() != target.read_bytes():
+            raise MarianImportError(
+                f"{source} and {target}: SentencePiece vocabularies are supported where one model serves both sides "
+                "(one tokenizer segments sources and targets here)"
+            )
+        pieces = [piece for piece, _, _ in read_sentencepiece_model(source).pieces]
+        segmentation = Segmentation(level="bpe", lowercase=False, tokenizer_type="sentencepiece", model_file=source)
+        return pieces, pieces, segmentation
+    return read_vocabulary(source), read_vocabulary(target), Segmentation(level="word", lowercase=False)
+
+
 def read_vocabulary(path: Path) -> list[str]:
     """A Marian vocabulary file (`.yml`/`.yaml`/`.json`: token -> id) as the list of tokens by id."""
-    if not path.is_file():
-        raise MarianImportError(f"vocabulary file {path} not found")
-    if path.suffix in (".spm", ".model"):
-        raise MarianImportError(f"{path}: SentencePiece vocabularies are not supported yet, only YAML/JSON ones")
     if path.suffix not in (".yml", ".yaml", ".json"):
         raise MarianImportError(f"{path}: not a YAML or JSON vocabulary (factored vocabularies are not supported)")
     text = path.read_text(encoding="utf-8")
