@@ -208,3 +208,14 @@ class RNNSeq2SeqConditionalGRUModelTest(RNNSeq2SeqModelTest):
     """The conditional-GRU decoder with the deep output and the mean bridge (Marian's s2s, Nematus)."""
 
     variant = {"attention_type": "bahdanau", "decoder_type": "cgru", "deep_output": True, "decoder_init": "mean_bridge"}
+
+
+class RNNSeq2SeqMarianLayerNormModelTest(RNNSeq2SeqModelTest):
+    """The conditional GRU as imported Marian models have it: layer normalisation, each encoder direction a stack of
+    its own, a zero first decoder input."""
+
+    variant = {
+        "attention_type": "bahdanau", "decoder_type": "cgru", "deep_output": True, "decoder_init": "mean_bridge",
+        "layer_norm": True, "attention_query_bias": False, "encoder_stacking": "per_direction",
+        "zero_start_embedding": True,
+    }  # fmt: skip
