@@ -133,8 +133,8 @@ def main(argv=None):
         f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads; Marian "
         f"--cpu-threads {torch.get_num_threads()}); date {time.strftime('%Y-%m-%d %H:%M')}  ",
         f"Model: Marian s2s, embeddings {args.embedding_dim}, GRU {args.hidden_size}, trained by Marian on "
-        f"{len(corpus['pairs']['train'])} Multi30k de→en pairs (joint BPE {args.vocab_size} pieces) for {args.updates} "
-        f"updates of {args.batch_size} sentences ({training_seconds / 60:.1f} min); translation of "
+        f"{len(corpus['pairs']['train'])} Multi30k de→en pairs (joint BPE {args.vocab_size} pieces) for "
+        f"{args.updates} updates of {args.batch_size} sentences ({training_seconds / 60:.1f} min); translation of "
         f"{marian_row['sentences']} test sentences, beam {NUM_BEAMS}, no length normalisation, batches of {BATCH_SIZE}",
         "",
         f"| system | beam-{NUM_BEAMS} sent/s | × Marian | mean output tokens | translations equal to Marian's | "

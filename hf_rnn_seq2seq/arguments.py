@@ -46,7 +46,8 @@ _NOT_SETTABLE = {
     "is_encoder_decoder",
 }  # fmt: skip
 _CHOICES = {
-    "attention_type": ATTENTION_TYPES, "rnn_type": RNN_TYPES, "decoder_type": DECODER_TYPES, "decoder_init": DECODER_INITS,
+    "attention_type": ATTENTION_TYPES, "rnn_type": RNN_TYPES, "decoder_type": DECODER_TYPES,
+    "decoder_init": DECODER_INITS,
 }  # fmt: skip
 # What fine-tuning (--model_name_or_path) may change; every other setting defines the checkpoint's tensors.
 FINE_TUNABLE_SETTINGS = ("dropout", "label_smoothing")

@@ -198,6 +198,8 @@ class LayerNormGRU(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, batch_first: bool = True):
         super().__init__()
+        if not batch_first:
+            raise ValueError("LayerNormGRU takes batch-first inputs only")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.weight_ih_l0 = nn.Parameter(torch.empty(3 * hidden_size, input_size))
         self.weight_hh_l0 = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
@@ -226,7 +228,9 @@ def _input_gates(rnn: nn.Module, inputs: torch.Tensor = None, product: torch.Ten
     if isinstance(rnn, LayerNormGRU):
         product = nn.functional.linear(inputs, rnn.weight_ih_l0) if product is None else product
         return rnn.norm_ih(product) + rnn.bias_ih_l0
-    return nn.functional.linear(inputs, rnn.weight_ih_l0, rnn.bias_ih_l0) if product is None else product + rnn.bias_ih_l0
+    if product is None:
+        return nn.functional.linear(inputs, rnn.weight_ih_l0, rnn.bias_ih_l0)
+    return product + rnn.bias_ih_l0
 
 
 def _hidden_gates(rnn: nn.Module, hidden: torch.Tensor) -> torch.Tensor:

@@ -176,7 +176,8 @@ DECODERS = {
     # The conditional GRU as Marian's s2s and Nematus build it: additive attention, deep output, mean bridge.
     "cgru": dict(decoder_type="cgru", **CONDITIONAL_GRU_SETTINGS),
     # With Marian's layer normalisation (whose keys' normalisation carries the scorer's bias).
-    "cgru_layer_norm": dict(decoder_type="cgru", **CONDITIONAL_GRU_SETTINGS, layer_norm=True, attention_query_bias=False),
+    "cgru_layer_norm": dict(decoder_type="cgru", **CONDITIONAL_GRU_SETTINGS, layer_norm=True,
+                            attention_query_bias=False),
 }
 # Every attention type; input feeding where it changes the computation path; the LSTM cell on both paths; the
 # conditional GRU.

@@ -174,7 +174,7 @@ def test_the_folder_holds_marians_decoding_settings_and_vocabularies(marian_mode
     assert tokenizer("ein Haus")["input_ids"][-1] == tokenizer.convert_tokens_to_ids("</s>") == 0
     assert len(tokenizer) == model.config.source_vocab_size
     readme = (imported["folder"] / "README.md").read_text(encoding="utf-8")
-    assert "Differences from Marian" in readme and "model.npz" in readme
+    assert "Differences from Marian" in readme and "model.npz" in readme and "(beam 12, length normalisation 0" in readme
     shared = load(marian_models["models"]["tied-all"]["folder"])[0]
     assert shared.config.source_vocab_size is None and shared.lm_head.weight is shared.model.encoder.embed_tokens.weight
 

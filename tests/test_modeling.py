@@ -163,17 +163,19 @@ def layer_norm_gru_step(cell, x, h, bias_in_reset):
 
 def reference_layer_norm_cgru_decoder(decoder, embeds, encoder_states, mask):
     """The conditional GRU with Marian's layer normalisation, one sentence at a time, equations written out: cells as
-    `layer_norm_gru_step`; start tanh(LN(W mean_s h_s; g, b)); scores v^T tanh(LN(W_k h_s; g_k, b_k) + LN(W_q s'_t; g_q));
-    h~_t = tanh(LN(W_c c_t) + LN(W_s s_t) + LN(W_y y_{t-1}) + b)."""
+    `layer_norm_gru_step`; start tanh(LN(W mean_s h_s; g, b)); scores v^T tanh(LN(W_k h_s; g_k, b_k) +
+    LN(W_q s'_t; g_q)); h~_t = tanh(LN(W_c c_t) + LN(W_s s_t) + LN(W_y y_{t-1}) + b)."""
     attention, outputs = decoder.attention, []
     weight, width = decoder.attentional_layer.weight, encoder_states.shape[-1]
-    columns = [weight[:, :width], weight[:, width : width + decoder.hidden_size], weight[:, width + decoder.hidden_size :]]
+    end = width + decoder.hidden_size
+    columns = [weight[:, :width], weight[:, width:end], weight[:, end:]]  # read c_t, s_t, y_{t-1}
     for row, length in enumerate(mask.sum(-1).tolist()):
         states = encoder_states[row, :length]  # (S, K)
         norm = decoder.bridge_norm
         hidden = [torch.tanh(layer_norm(states.mean(0) @ decoder.bridge.weight.T, norm.weight, norm.bias))] * len(
             decoder.layers)  # fmt: skip
-        keys = layer_norm(states @ attention.key_projection.weight.T, attention.key_norm.weight, attention.key_norm.bias)
+        key_norm = attention.key_norm
+        keys = layer_norm(states @ attention.key_projection.weight.T, key_norm.weight, key_norm.bias)
         row_outputs = []
         for t in range(embeds.shape[1]):
             y = embeds[row, t]  # (E,)

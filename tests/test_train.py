@@ -122,7 +122,8 @@ def test_bf16_training_on_the_cpu_needs_no_other_flag_and_saves_float32_weights(
 def test_the_conditional_gru_decoder_trains_with_one_flag(multi30k_slice, tmp_path):
     data_dir = multi30k_slice(train=64, same_splits=True)
     out = tmp_path / "cgru"
-    train(["--data_dir", str(data_dir), "--output_dir", str(out), *MEMORISATION, "--decoder_type", "cgru"], cwd=tmp_path)
+    train(["--data_dir", str(data_dir), "--output_dir", str(out), *MEMORISATION, "--decoder_type", "cgru"],
+          cwd=tmp_path)
     config = read_json(out / "config.json")
     assert {key: config[key] for key in arguments.CONDITIONAL_GRU_SETTINGS} == arguments.CONDITIONAL_GRU_SETTINGS
     assert config["decoder_type"] == "cgru"

@@ -79,8 +79,10 @@ def import_marian(model_path, output_dir, vocabularies=None) -> Path:
 
     notes = list(settings.notes)
     if settings.tied_output and not config.tie_word_embeddings:
-        notes.append("Marian ties the output layer to the target embeddings; with separate source and target "
-                     "vocabularies they are saved here as two equal tensors, which fine-tuning trains apart")  # fmt: skip
+        notes.append(
+            "Marian ties the output layer to the target embeddings; with separate source and target vocabularies "
+            "they are saved here as two equal tensors, which fine-tuning trains apart"
+        )
     notes.append("padding is <unk> (Marian has no padding token), whose embedding rows therefore get no gradient "
                  "when fine-tuning")  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +104,8 @@ def _special_tokens(source_itos: list[str], target_itos: list[str]):
         if source_itos.index(token) != target_itos.index(token):
             raise MarianImportError(f"{token} has id {source_itos.index(token)} in the source vocabulary and "
                                     f"{target_itos.index(token)} in the target one; one tokenizer serves both here")
-    return SpecialTokens(unk=UNK, pad=UNK, bos=EOS, eos=EOS, ids={EOS: target_itos.index(EOS), UNK: target_itos.index(UNK)})
+    ids = {EOS: target_itos.index(EOS), UNK: target_itos.index(UNK)}
+    return SpecialTokens(unk=UNK, pad=UNK, bos=EOS, eos=EOS, ids=ids)
 
 
 def _check_sizes(options: dict, source_itos: list[str], target_itos: list[str]) -> None:
@@ -129,8 +132,9 @@ def _write_model_card(output_dir: Path, model_path: Path, model, segmentation, n
         f"Converted by `hf-rnn-seq2seq-import-marian` from the Marian `s2s` model `{model_path.name}`: a bidirectional "
         f"GRU encoder and a conditional-GRU decoder with a deep output layer, {model.num_parameters():,} parameters, "
         f"segmentation: {segmentation.tokenizer_type or 'words split at spaces'}. It computes Marian's "
-        "log-probabilities for the same input; greedy search gives its translations. The generation config holds marian-decoder's settings (beam {generation.num_beams}, length "
-        f"normalisation {generation.length_penalty:g}, <unk> never generated)."
+        "log-probabilities for the same input; greedy search gives its translations. The generation config holds "
+        f"marian-decoder's settings (beam {generation.num_beams}, length normalisation {generation.length_penalty:g}, "
+        "<unk> never generated)."
     )
     save_imported_model_card(output_dir, data, "Marian s2s model, imported", summary, "Marian", notes)
 

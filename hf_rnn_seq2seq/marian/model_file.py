@@ -63,7 +63,8 @@ def _decoder_file(path: Path) -> tuple[dict, list[Path]]:
     if not decoder_file.is_file():
         return {}, []
     options = yaml.safe_load(decoder_file.read_text(encoding="utf-8")) or {}
-    vocabularies = [Path(name) if Path(name).is_absolute() else path.parent / name for name in options.get("vocabs", [])]
+    named = [Path(name) for name in options.get("vocabs", [])]
+    vocabularies = [name if name.is_absolute() else path.parent / name for name in named]
     return options, vocabularies
 
 

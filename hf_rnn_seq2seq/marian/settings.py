@@ -105,8 +105,9 @@ def _generation(decoder_options: dict, training_max_length: int, notes: list[str
                      "not applied")  # fmt: skip
     cap = int(decoding["max-length-factor"] * (training_max_length + 1))
     notes.append(
-        f"Marian stops a translation at {decoding['max-length-factor']:g} × its source's length; the generation config "
-        f"stops every one at {cap} tokens (that factor times the {training_max_length}-token sentences Marian trained on)"
+        f"Marian stops a translation at {decoding['max-length-factor']:g} × its source's length; the generation "
+        f"config stops every one at {cap} tokens (that factor times the {training_max_length}-token sentences Marian "
+        "trained on)"
     )
     return dict(num_beams=int(decoding["beam-size"]), length_penalty=float(decoding["normalize"]), early_stopping=True,
                 max_new_tokens=cap)  # fmt: skip
