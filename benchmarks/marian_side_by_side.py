@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from common import REPO, add_corpus_argument, emit
 from joeynmt_side_by_side import test_bleu, timed, write_segmented_corpus
 
@@ -108,6 +109,8 @@ def main(argv=None):
     parser.add_argument("--hidden_size", type=int, default=512)
     parser.add_argument("--batch_size", type=int, default=64, help="Marian's training mini-batch")
     parser.add_argument("--updates", type=int, default=2000, help="Marian's training updates")
+    parser.add_argument("--marian_model", help="translate with this Marian model (its decoder.yml naming vocabularies "
+                        "over the work folder's segmentation, e.g. one an earlier run trained) instead of training one")
     parser.add_argument("--train_pairs", type=int, default=29000)
     parser.add_argument("--dev_sentences", type=int, default=8)
     parser.add_argument("--test_sentences", type=int, default=1000)
@@ -120,7 +123,11 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     marian = pymarian(Path(args.marian_venv))
     corpus = write_segmented_corpus(args, work)
-    model, vocabularies, training_seconds = train_marian(args, work, marian)
+    if args.marian_model:
+        model, training_seconds = Path(args.marian_model).resolve(), None
+        vocabularies = [Path(v) for v in yaml.safe_load(Path(f"{model}.decoder.yml").read_text())["vocabs"]]
+    else:
+        model, vocabularies, training_seconds = train_marian(args, work, marian)
     folder = import_marian(model, work / "imported")
     rows = {"Marian 1.12.42, marian-decoder (CPU)": run_marian(model, vocabularies, work, marian)}
     for dtype in ("float32", "bfloat16"):
@@ -132,9 +139,10 @@ def main(argv=None):
         f"Command: `python benchmarks/marian_side_by_side.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
         f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads; Marian "
         f"--cpu-threads {torch.get_num_threads()}); date {time.strftime('%Y-%m-%d %H:%M')}  ",
-        f"Model: Marian s2s, embeddings {args.embedding_dim}, GRU {args.hidden_size}, trained by Marian on "
-        f"{len(corpus['pairs']['train'])} Multi30k de→en pairs (joint BPE {args.vocab_size} pieces) for "
-        f"{args.updates} updates of {args.batch_size} sentences ({training_seconds / 60:.1f} min); translation of "
+        (f"Model: `{model}`" if training_seconds is None else
+         f"Model: Marian s2s, embeddings {args.embedding_dim}, GRU {args.hidden_size}, trained by Marian on "
+         f"{len(corpus['pairs']['train'])} Multi30k de→en pairs (joint BPE {args.vocab_size} pieces) for "
+         f"{args.updates} updates of {args.batch_size} sentences ({training_seconds / 60:.1f} min)") + "; translation of "
         f"{marian_row['sentences']} test sentences, beam {NUM_BEAMS}, no length normalisation, batches of {BATCH_SIZE}",
         "",
         f"| system | beam-{NUM_BEAMS} sent/s | × Marian | mean output tokens | translations equal to Marian's | "

@@ -157,7 +157,7 @@ def make_compute_metrics(tokenizer, metric, references: list[str]):
 
     def compute_metrics(eval_preds) -> dict[str, float]:
         predictions = eval_preds.predictions[0] if isinstance(eval_preds.predictions, tuple) else eval_preds.predictions
-        hypotheses = decode(tokenizer, predictions)
+        hypotheses = decode(tokenizer, predictions, generated=True)
         if len(hypotheses) != len(references):
             raise RuntimeError(f"{len(hypotheses)} predictions for {len(references)} references")
         scores = metric.compute(predictions=hypotheses, references=references)

@@ -247,7 +247,7 @@ def predict(trainer: TranslationTrainer, tokenizer, metric, data_args, raw_test,
     start = time.perf_counter()
     prediction = trainer.predict(test_dataset, num_beams=data_args.num_beams, max_length=data_args.val_max_target_length)
     seconds = time.perf_counter() - start
-    hypotheses = decode(tokenizer, prediction.predictions)
+    hypotheses = decode(tokenizer, prediction.predictions, generated=True)
     scores = metric.compute(predictions=hypotheses, references=references)
     test = {
         **{key: scores[key] for key in ("bleu", "chrf", "bleu_signature", "chrf_signature", "length_ratio")},

@@ -57,8 +57,11 @@ def cut_at_eos(ids: list[int], eos_token_id: int) -> list[int]:
     return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
 
 
-def decode(tokenizer, ids: np.ndarray) -> list[str]:
-    """Token ids (generated, or labels padded with -100) to text, cut at the first EOS."""
+def decode(tokenizer, ids: np.ndarray, generated: bool = False) -> list[str]:
+    """Token ids (labels padded with -100, or rows without their start token) to text, cut at the first EOS;
+    `generated`: rows as generate() returns them, whose first token, the decoder start, is not read (a model imported
+    from Marian starts from its EOS id)."""
+    ids = ids[:, 1:] if generated else ids
     ids = np.where(ids < 0, tokenizer.pad_token_id, ids)
     # EOS itself is a special token: the decoded text ends before it.
     rows = [cut_at_eos(row, tokenizer.eos_token_id) for row in ids.tolist()]
@@ -105,6 +108,6 @@ def translate(
         ).to(model.device)
         with torch.no_grad():
             generated = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **generate_kwargs)
-        for index, text in zip(indices, decode(tokenizer, generated.cpu().numpy())):
+        for index, text in zip(indices, decode(tokenizer, generated.cpu().numpy(), generated=True)):
             translations[index] = text
     return translations

@@ -13,6 +13,7 @@ from helpers import REPO_ROOT, call_script
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_rnn_seq2seq.marian import MarianImportError, import_marian, main
+from hf_rnn_seq2seq.translation import translate
 
 PYMARIAN = REPO_ROOT / ".cache" / "marian-venv" / "bin" / "pymarian"
 COMMON = ["--dim-emb", "32", "--dim-rnn", "48", "--mini-batch", "16", "--learn-rate", "0.01", "--cpu-threads", "1",
@@ -175,6 +176,12 @@ def test_the_folder_holds_marians_decoding_settings_and_vocabularies(marian_mode
     assert len(tokenizer) == model.config.source_vocab_size
     readme = (imported["folder"] / "README.md").read_text(encoding="utf-8")
     assert "Differences from Marian" in readme and "model.npz" in readme and "(beam 12, length normalisation 0" in readme
+    # The translate command's path: Marian's beam-5 translations where Marian's length cap did not stop them.
+    sources = marian_models["sources"]
+    ours = translate(model, tokenizer, sources, num_beams=BEAM)
+    ended = [row for row, (theirs, cap) in enumerate(zip(imported["beam"], length_caps(tokenizer, sources)))
+             if len(theirs.split()) < cap]  # fmt: skip
+    assert len(ended) > len(sources) / 2 and all(ours[row] == imported["beam"][row] for row in ended)
     shared = load(marian_models["models"]["tied-all"]["folder"])[0]
     assert shared.config.source_vocab_size is None and shared.lm_head.weight is shared.model.encoder.embed_tokens.weight
 

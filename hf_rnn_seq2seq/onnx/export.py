@@ -66,8 +66,11 @@ def check_exportable(config) -> None:
             f"decoder_init={config.decoder_init!r} (a decoder that starts from the encoder's final states, as OpenNMT "
             "models imported here do) is not covered by the ONNX export yet: its encoder runs over packed sequences"
         )
-    if config.layer_norm:
-        raise ValueError("layer_norm=True (Marian's models) is not covered by the ONNX export yet")
+    if config.layer_norm or config.zero_start_embedding:
+        raise ValueError(
+            f"layer_norm={config.layer_norm}, zero_start_embedding={config.zero_start_embedding} (Marian's models): "
+            "not covered by the ONNX export yet"
+        )
     if config.position_encoding != "none":
         raise ValueError(
             f"position_encoding={config.position_encoding!r} (eole's models) is not covered by the ONNX export yet"
