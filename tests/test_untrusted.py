@@ -126,15 +126,26 @@ def called_names(tree: ast.AST) -> set[str]:
         root, _, rest = name.partition(".")
         if root:  # "" for a call on a call's result, such as f().eval()
             names = {name, ".".join(filter(None, [aliases.get(root, root), rest]))}
-            if "torch.load" in names and _weights_only(node):
+            if _restricted(node, names):
                 continue
             calls |= names
     return calls
 
 
-def _weights_only(call: ast.Call) -> bool:
-    return any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-               for k in call.keywords)  # fmt: skip
+# Loaders that run no code when told so: (the call, the keyword, the value that makes it safe).
+RESTRICTED_LOADERS = (("torch.load", "weights_only", True), ("numpy.load", "allow_pickle", False),
+                      ("np.load", "allow_pickle", False), ("yaml.load", "Loader", "yaml.BaseLoader"))  # fmt: skip
+
+
+def _restricted(call: ast.Call, names: set[str]) -> bool:
+    """Whether `call` is a loader told to run no code: torch.load(weights_only=True), numpy.load(allow_pickle=False),
+    yaml.load(Loader=yaml.BaseLoader) (every value a string)."""
+    for loader, keyword, safe in RESTRICTED_LOADERS:
+        for k in call.keywords if loader in names else []:
+            value = k.value.value if isinstance(k.value, ast.Constant) else dotted_name(k.value)
+            if k.arg == keyword and value == safe:
+                return True
+    return False
 
 
 def test_the_scan_sees_through_aliases():
@@ -142,6 +153,11 @@ def test_the_scan_sees_through_aliases():
     assert {"torch.load", "pickle.loads"} <= called_names(tree)
     assert "torch.load" in called_names(ast.parse("import torch\ntorch.load('x', weights_only=False)\n"))
     assert "torch.load" not in called_names(ast.parse("import torch\ntorch.load('x', weights_only=True)\n"))
+    assert "np.load" in called_names(ast.parse("import numpy as np\nnp.load('x', allow_pickle=True)\n"))
+    assert "np.load" in called_names(ast.parse("import numpy as np\nnp.load('x')\n"))
+    assert "np.load" not in called_names(ast.parse("import numpy as np\nnp.load('x', allow_pickle=False)\n"))
+    assert "yaml.load" in called_names(ast.parse("import yaml\nyaml.load(t, Loader=yaml.UnsafeLoader)\n"))
+    assert "yaml.load" not in called_names(ast.parse("import yaml\nyaml.load(t, Loader=yaml.BaseLoader)\n"))
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
