@@ -62,6 +62,14 @@ def architecture_in_words(config) -> str:
     return f"{config.rnn_type.upper()} encoder–decoder {attended}{feeding}"
 
 
+def untied_output_note(toolkit: str) -> str:
+    """The model card's note where `toolkit` tied the output layer to target embeddings that are not the source's."""
+    return (
+        f"{toolkit} ties the output layer to the target embeddings; with separate source and target vocabularies "
+        "they are saved here as two equal tensors, which fine-tuning trains apart"
+    )
+
+
 def save_imported_model_card(output_dir: Path, data: ModelCardData, title: str, summary: str, toolkit: str,
                              notes: list[str]) -> None:
     """The README.md of a folder an importer wrote: metadata, what it is, how to load it, how it differs from

@@ -29,6 +29,7 @@ def import_joeynmt(config_path, checkpoint_path, output_dir) -> Path:
 
     from ..configuration_rnn_seq2seq import RNNSeq2SeqConfig
     from ..modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+    from ..publishing import untied_output_note
     from .segmentation import build_tokenizer, read_vocabulary
     from .weights import convert_state, load_converted, read_checkpoint
 
@@ -61,10 +62,7 @@ def import_joeynmt(config_path, checkpoint_path, output_dir) -> Path:
 
     notes = list(settings.notes)
     if settings.tied_softmax and not config.tie_word_embeddings:
-        notes.append(
-            "JoeyNMT ties the output layer to the target embeddings; with separate source and target vocabularies "
-            "they are saved here as two equal tensors, which fine-tuning trains apart"
-        )
+        notes.append(untied_output_note("JoeyNMT"))
     if converted.pieces_outside_vocabulary and settings.segmentation.tokenizer_type == "subword-nmt":
         notes.append(
             f"{converted.pieces_outside_vocabulary} pieces of the BPE codes are in neither vocabulary: subword-nmt "

@@ -39,6 +39,7 @@ def import_marian(model_path, output_dir, vocabularies=None) -> Path:
     from ..joeynmt.segmentation import build_tokenizer
     from ..joeynmt.weights import load_converted
     from ..modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+    from ..publishing import untied_output_note
     from .model_file import read_model, read_vocabularies
     from .settings import read_settings
     from .weights import convert_state, marian_names
@@ -79,10 +80,7 @@ def import_marian(model_path, output_dir, vocabularies=None) -> Path:
 
     notes = list(settings.notes)
     if settings.tied_output and not config.tie_word_embeddings:
-        notes.append(
-            "Marian ties the output layer to the target embeddings; with separate source and target vocabularies "
-            "they are saved here as two equal tensors, which fine-tuning trains apart"
-        )
+        notes.append(untied_output_note("Marian"))
     notes.append("padding is <unk> (Marian has no padding token), whose embedding rows therefore get no gradient "
                  "when fine-tuning")  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ def import_opennmt(checkpoint_path, output_dir) -> Path:
     from ..joeynmt.segmentation import build_tokenizer
     from ..joeynmt.weights import load_converted
     from ..modeling_rnn_seq2seq import RNNSeq2SeqForConditionalGeneration
+    from ..publishing import untied_output_note
     from .checkpoint import read_checkpoint
     from .eole import read_eole
     from .settings import read_settings
@@ -70,10 +71,7 @@ def import_opennmt(checkpoint_path, output_dir) -> Path:
 
     notes = list(settings.notes)
     if settings.tied_output and not config.tie_word_embeddings:
-        notes.append(
-            "OpenNMT ties the output layer to the target embeddings; with separate source and target vocabularies "
-            "they are saved here as two equal tensors, which fine-tuning trains apart"
-        )
+        notes.append(untied_output_note("OpenNMT"))
     notes.append(
         "the tokenizer adds no </s> to a text, as OpenNMT adds none to a source; for fine-tuning, end each target "
         "(labels) with </s> yourself"
