@@ -22,7 +22,7 @@ def test_every_variant_computes_what_the_reference_holds(now_and_then):
     now, then = now_and_then
     assert now.keys() == then.keys()
     for key, saved in then.items():
-        if saved.is_floating_point():  # other machines round differently in the last bits
-            torch.testing.assert_close(now[key], saved, rtol=0, atol=1e-6, msg=key)
+        if saved.is_floating_point():  # other CPUs round differently in the last bits (layer norm: seen 2e-6)
+            torch.testing.assert_close(now[key], saved, rtol=0, atol=1e-5, msg=key)
         else:
             assert torch.equal(now[key], saved), key
