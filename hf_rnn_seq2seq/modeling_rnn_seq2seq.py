@@ -972,6 +972,53 @@ class RNNSeq2SeqModel(RNNSeq2SeqPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+# Rows of logits a block of the low-precision loss works on: 64 x 8,000 float32 values (2 MB) stay in a core's cache
+# between the block's passes (1,152 x 8,000 bf16 logits, loss and gradient: 20-30 ms in blocks of 64 rows against
+# 48-89 ms for torch's cross_entropy on their float32 copy; blocks of 32 or 256 rows slower than 64).
+_LOSS_BLOCK_ROWS = 64
+
+
+def _row_blocks(logits: torch.Tensor) -> list[slice]:
+    return [slice(start, start + _LOSS_BLOCK_ROWS) for start in range(0, logits.shape[0], _LOSS_BLOCK_ROWS)]
+
+
+class _LowPrecisionCrossEntropy(torch.autograd.Function):
+    """Label-smoothed cross-entropy summed over the rows whose label is not -100, from bfloat16 (or float16) logits
+    z (N, V), computed in float32 a block of rows at a time; the same value and gradient as
+        nn.functional.cross_entropy(z.float(), y, ignore_index=-100, label_smoothing=eps, reduction="sum")
+    without its float32 copy of all the logits, their float32 log-softmax and gradient, and the casts between them
+    (in bf16 training those passes over N x V values cost as much as the output layer's products):
+        loss_i = lse(z_i) - (1 - eps) z_{i,y_i} - eps/V sum_v z_{i,v}
+        d loss_i / d z_{i,v} = softmax(z_i)_v - eps/V - (1 - eps) [v = y_i]"""
+
+    @staticmethod
+    def forward(ctx, logits, labels, smoothing):
+        kept = labels != -100
+        safe_labels = labels.clamp(min=0)[:, None]  # (N, 1); an ignored row's label is never used
+        total, log_normalisers = logits.new_zeros((), dtype=torch.float32), []
+        for block in _row_blocks(logits):
+            z = logits[block].float()  # (R, V)
+            lse = torch.logsumexp(z, dim=-1)
+            row_loss = lse - (1 - smoothing) * z.gather(1, safe_labels[block])[:, 0] - smoothing * z.mean(-1)
+            total = total + (row_loss * kept[block]).sum()
+            log_normalisers.append(lse)
+        ctx.save_for_backward(logits, safe_labels, kept, torch.cat(log_normalisers))
+        ctx.smoothing = smoothing
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_total):
+        logits, safe_labels, kept, lse = ctx.saved_tensors
+        smoothing, vocab_size = ctx.smoothing, logits.shape[-1]
+        grad = torch.empty_like(logits)
+        for block in _row_blocks(logits):
+            block_grad = torch.exp(logits[block].float() - lse[block, None]) - smoothing / vocab_size
+            block_grad.scatter_add_(1, safe_labels[block], block_grad.new_full((len(block_grad), 1), smoothing - 1))
+            grad[block] = block_grad * (grad_total * kept[block])[:, None]
+        return grad, None, None
+
+
 class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMixin):
     """The encoder–decoder with its output layer: logits = W_out dropout(h~_t) (Luong et al. 2015, eq. 6)."""
 
@@ -1021,6 +1068,21 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    def _loss(self, logits, labels, num_items_in_batch=None) -> torch.Tensor:
+        """Label-smoothed cross-entropy of logits (B, T, V) against labels (B, T) (-100: no target): the mean over the
+        targets, or the sum divided by `num_items_in_batch`. Computed in float32; from bfloat16 logits (bf16 training,
+        a bf16 model) without a float32 copy of them all (`_LowPrecisionCrossEntropy`)."""
+        logits, labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).to(logits.device)
+        smoothing = self.config.label_smoothing
+        if logits.dtype == torch.float32:
+            reduction = "mean" if num_items_in_batch is None else "sum"
+            loss = nn.functional.cross_entropy(
+                logits, labels, ignore_index=-100, reduction=reduction, label_smoothing=smoothing
+            )
+            return loss if num_items_in_batch is None else loss / num_items_in_batch
+        total = _LowPrecisionCrossEntropy.apply(logits, labels, smoothing)
+        return total / ((labels != -100).sum() if num_items_in_batch is None else num_items_in_batch)
+
     def forward(
         self,
         input_ids=None,
@@ -1066,15 +1128,7 @@ class RNNSeq2SeqForConditionalGeneration(RNNSeq2SeqPreTrainedModel, GenerationMi
         logits = self.lm_head(self.dropout(outputs.last_hidden_state))  # (B, T, V)
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(),
-                labels.reshape(-1).to(logits.device),
-                ignore_index=-100,
-                reduction="mean" if num_items_in_batch is None else "sum",
-                label_smoothing=self.config.label_smoothing,
-            )
-            if num_items_in_batch is not None:
-                loss = loss / num_items_in_batch
+            loss = self._loss(logits, labels, num_items_in_batch)
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

@@ -431,17 +431,31 @@ def test_output_hidden_states_are_embeddings_plus_one_per_layer():
     torch.testing.assert_close(out.encoder_hidden_states[-1], out.encoder_last_hidden_state)
 
 
-def test_loss_is_cross_entropy_with_ignored_padding_and_label_smoothing():
-    model = tiny_model(label_smoothing=0.1)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_loss_is_cross_entropy_with_ignored_padding_and_label_smoothing(dtype):
+    """In float32 torch's cross_entropy itself; from bfloat16 logits the model's own blockwise float32 computation,
+    checked here against torch's on the same logits made float32, in value and in gradient."""
+    model = tiny_model(label_smoothing=0.1).to(dtype)
     ids, mask = padded_batch(seed=9)
     labels = torch.randint(3, VOCAB, (4, 5), generator=torch.Generator().manual_seed(9))
     labels[0, 3:] = -100
     out = model(input_ids=ids, attention_mask=mask, labels=labels)
     decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels)
     assert decoder_input_ids[:, 0].eq(BOS).all() and decoder_input_ids[0, 4].item() == PAD
-    logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
-    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), labels.reshape(-1), label_smoothing=0.1)
+    logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits.detach()
+    logits.requires_grad_()
+    expected = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, VOCAB), labels.reshape(-1), label_smoothing=0.1
+    )
+    assert out.loss.dtype == torch.float32
     torch.testing.assert_close(out.loss, expected)
+    out.logits.retain_grad()
+    (3 * out.loss).backward()
+    (3 * expected).backward()
+    # Each gradient rounded to bfloat16 once, from float32 values computed in a different order: within one unit
+    # in the last place (2^-8 relative).
+    torch.testing.assert_close(out.logits.grad, logits.grad, rtol=2**-8, atol=1e-6)
+    assert out.logits.grad[0, 3:].eq(0).all()  # ignored targets pass no gradient
 
 
 def test_inputs_embeds_replace_input_ids_in_forward_and_generate():
@@ -598,10 +612,11 @@ def test_an_argument_that_could_carry_state_is_never_dropped():
         model.model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, future_state=state)
 
 
-def test_the_loss_is_a_share_of_the_optimizer_steps_mean_when_told_its_token_count():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_loss_is_a_share_of_the_optimizer_steps_mean_when_told_its_token_count(dtype):
     """The Trainer passes `num_items_in_batch` (target tokens of all batches accumulated into one step) and then no
     longer divides by the accumulation steps: two half batches must add up to the whole batch's mean loss."""
-    model = tiny_model(label_smoothing=0.1)
+    model = tiny_model(label_smoothing=0.1).to(dtype)
     ids, mask = padded_batch(seed=9)
     labels = torch.randint(3, VOCAB, (4, 5), generator=torch.Generator().manual_seed(9))
     labels[0, 3:] = -100
