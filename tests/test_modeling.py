@@ -693,7 +693,8 @@ def word_pairs(multi30k_dir, count):
     return list(zip(read("de"), read("en")))
 
 
-def test_loss_decreases_on_real_multi30k_pairs(multi30k_dir):
+@pytest.mark.parametrize("decoder", ["bahdanau", "cgru"])
+def test_loss_decreases_on_real_multi30k_pairs(multi30k_dir, decoder):
     pairs = word_pairs(multi30k_dir, 16)
     words = sorted({w for pair in pairs for sentence in pair for w in sentence.lower().split()})
     vocab = {w: i + 4 for i, w in enumerate(words)}
@@ -711,7 +712,7 @@ def test_loss_decreases_on_real_multi30k_pairs(multi30k_dir):
     labels = pad([encode(en) for _, en in pairs], -100)
     torch.manual_seed(0)
     model = RNNSeq2SeqForConditionalGeneration(
-        tiny_config("bahdanau", vocab_size=len(vocab) + 4, embedding_dim=64, hidden_size=64)
+        tiny_config(decoder, vocab_size=len(vocab) + 4, embedding_dim=64, hidden_size=64)
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []

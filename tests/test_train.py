@@ -120,14 +120,15 @@ def test_bf16_training_on_the_cpu_needs_no_other_flag_and_saves_float32_weights(
 
 
 def test_the_conditional_gru_decoder_trains_with_one_flag(multi30k_slice, tmp_path):
+    """The flag brings the rest of the architecture (that it learns: test_modeling's loss test on real pairs)."""
     data_dir = multi30k_slice(train=64, same_splits=True)
     out = tmp_path / "cgru"
-    train(["--data_dir", str(data_dir), "--output_dir", str(out), *MEMORISATION, "--decoder_type", "cgru"],
+    train(["--data_dir", str(data_dir), "--output_dir", str(out), *TINY, "--max_steps", "2", "--decoder_type", "cgru"],
           cwd=tmp_path)
     config = read_json(out / "config.json")
     assert {key: config[key] for key in arguments.CONDITIONAL_GRU_SETTINGS} == arguments.CONDITIONAL_GRU_SETTINGS
     assert config["decoder_type"] == "cgru"
-    assert read_json(out / "test_results.json")["bleu"] > 90  # it learnt the 64 pairs
+    assert read_json(out / "test_results.json")["num_samples"] == 64  # it translated the test split
 
 
 def test_the_conditional_grus_companion_settings_give_way_to_flags():
