@@ -66,6 +66,13 @@ def test_the_readme_quotes_the_default_job_s_training_time():
     assert_quoted(README, f"The de→en run took {DEFAULT_JOB[8]} minutes of training on 2 CPU cores.")
 
 
+def test_the_readme_quotes_the_default_job_s_float32_score_on_an_amd_cpu():
+    # precision.md's newest table first: its float32-trained, float32-decoded row (7 columns).
+    row = next(row for row in results_table("precision.md") if len(row) == 7 and row[0] == row[4] == "float32")
+    assert "AMD EPYC" in (RESULTS / "precision.md").read_text(encoding="utf-8").split("| trained in")[0]
+    assert_quoted(README, f"Another CPU rounds differently: 2 AMD EPYC cores gave {row[5]}")
+
+
 def test_the_index_quality_table_rows_are_rows_of_the_quality_table():
     quoted = [row for row in table_rows(INDEX) if row[0] in DIRECTIONS]
     assert len(quoted) == 5
