@@ -4,6 +4,7 @@ The scripts run as `python benchmarks/NAME.py`, which puts this folder first on 
 this module as `common`.
 """
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +35,19 @@ def test_pairs(data_dir, source_lang: str = "de", target_lang: str = "en") -> tu
     test = load_parallel_dir(data_dir, source_lang, target_lang, splits=["test"])["test"]
     pairs = test["translation"]
     return [pair[source_lang] for pair in pairs], [normalize(pair[target_lang]) for pair in pairs]
+
+
+def machine() -> str:
+    """The CPUs as the tables name them: their count, model and bfloat16 units. Float32 results differ between CPU
+    models in the last bits (and so, after training, in BLEU), and bfloat16 speed depends on the units."""
+    fields = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = fields.get("flags", "").split()
+    units = [name for flag, name in (("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX")) if flag in flags]
+    return f"{os.cpu_count()} CPUs ({', '.join([fields.get('model name', 'model unknown'), *units])})"
 
 
 def emit(lines: list[str], out: str | Path | None) -> str:

@@ -37,7 +37,6 @@ by .ci/run, or by the command that file names). Run alone: a concurrent torch jo
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -45,7 +44,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import REPO, add_corpus_argument, emit
+from common import REPO, add_corpus_argument, emit, machine
 
 from hf_rnn_seq2seq.configuration_rnn_seq2seq import VOCAB_SIZE
 from hf_rnn_seq2seq.metrics import load_metric
@@ -333,7 +332,7 @@ def main(argv=None):
     joey = rows[JOEYNMT]
     lines = [
         f"Command: `python benchmarks/joeynmt_side_by_side.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
-        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads); "
+        f"Machine: {machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads); "
         f"date {time.strftime('%Y-%m-%d %H:%M')}  ",
         f"Data: Multi30k de→en, first {len(corpus['pairs']['train'])} training pairs, one joint BPE {args.vocab_size} "
         f"segmentation for both ({corpus['epoch_target_tokens']:,} target tokens an epoch); batches of "

@@ -19,7 +19,6 @@ Run alone: a concurrent job slows both.
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from common import REPO, add_corpus_argument, emit
+from common import REPO, add_corpus_argument, emit, machine
 from joeynmt_side_by_side import test_bleu, timed, write_segmented_corpus
 
 from hf_rnn_seq2seq.configuration_rnn_seq2seq import VOCAB_SIZE
@@ -137,7 +136,7 @@ def main(argv=None):
 
     lines = [
         f"Command: `python benchmarks/marian_side_by_side.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
-        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads; Marian "
+        f"Machine: {machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads; Marian "
         f"--cpu-threads {torch.get_num_threads()}); date {time.strftime('%Y-%m-%d %H:%M')}  ",
         (f"Model: `{model}`" if training_seconds is None else
          f"Model: Marian s2s, embeddings {args.embedding_dim}, GRU {args.hidden_size}, trained by Marian on "

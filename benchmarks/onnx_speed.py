@@ -12,7 +12,6 @@ tokenizers, safetensors, huggingface_hub, numpy; onnxruntime: onnxruntime, numpy
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from common import add_corpus_argument, emit, test_pairs
+from common import add_corpus_argument, emit, machine, test_pairs
 
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.onnx import export_onnx
@@ -110,7 +109,7 @@ def main(argv=None):
                         f"{sizes[runner.runtime]:,.0f} |")  # fmt: skip
     emit([
         f"Command: `python benchmarks/onnx_speed.py {args.model} --latency_sentences {args.latency_sentences}`  ",
-        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime "
+        f"Machine: {machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime "
         f"{metadata.version('onnxruntime')} (its default threads); date {time.strftime('%Y-%m-%d')}; "
         f"{args.source_lang}→{args.target_lang} test split ({len(sources)} sentences)",
         "",

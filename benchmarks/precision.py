@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import REPO, add_corpus_argument, emit, run_measured, test_pairs
+from common import REPO, add_corpus_argument, emit, machine, run_measured, test_pairs
 
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, load_model, translate
@@ -64,7 +64,7 @@ def main(argv=None):
             rows.append(f"| {trained_in} | {wall} | {peak} | {tokens:,.0f} | {decoded_in} | {bleu:.2f} | {speed:.1f} |")
     emit([
         f"Command: `python benchmarks/precision.py --runs_dir {args.runs_dir} {' '.join(args.train_flags)}`  ",
-        f"Machine: {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}; date "
+        f"Machine: {machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; date "
         f"{time.strftime('%Y-%m-%d')}; the default job (Multi30k de→en), test_2016_flickr ({len(sources)} "
         f"sentences), beam {NUM_BEAMS}, batch {BATCH_SIZE}, speed after a warm-up batch",
         "",

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import add_corpus_argument, emit
+from common import add_corpus_argument, emit, machine
 
 from hf_rnn_seq2seq.configuration_rnn_seq2seq import VOCAB_SIZE
 
@@ -196,7 +196,7 @@ def main(argv=None):
 
     lines = [
         f"Command: `python benchmarks/train_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
-        f"Machine: {os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}; "
+        f"Machine: {machine()}, {args.threads} torch threads, torch {torch.__version__}; "
         f"date {time.strftime('%Y-%m-%d')}; float32 matmul peak {peak:.0f} GFLOP/s (4096², the best "
         f"of {len(peaks)} measurements before and between the configs: {min(peaks):.0f}–{peak:.0f})  ",
         f"Data: Multi30k de→en train, joint BPE {args.vocab_size}, batches of {args.batch_size} sentences grouped "

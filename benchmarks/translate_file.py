@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import add_corpus_argument, emit, run_measured
+from common import add_corpus_argument, emit, machine, run_measured
 
 from hf_rnn_seq2seq.file_translation import WINDOW_LINES
 from hf_rnn_seq2seq.translation import NUM_BEAMS
@@ -68,7 +68,7 @@ def main(argv=None):
     emit([
         f"Command: `python benchmarks/translate_file.py {args.model} --lines {args.lines} --dtype {args.dtype} "
         f"--beams {args.beams} --processes {args.processes}`  ",
-        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}; date {time.strftime('%Y-%m-%d')}; "
+        f"Machine: {machine()}, torch {torch.__version__}; date {time.strftime('%Y-%m-%d')}; "
         f"{args.lines:,} lines ({args.source_lang}, Multi30k training sources repeated), the translate command with "
         f"--output (windows of {WINDOW_LINES:,} lines), wall time including start-up and model loading",
         "",

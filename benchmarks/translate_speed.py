@@ -6,12 +6,11 @@ produce the same tokens), and peak memory.
 """
 
 import argparse
-import os
 import resource
 import time
 
 import torch
-from common import add_corpus_argument, emit, test_pairs
+from common import add_corpus_argument, emit, machine, test_pairs
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
@@ -81,7 +80,7 @@ def main(argv=None):
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     emit([
         f"Command: `python benchmarks/translate_speed.py {args.model} --batch_size {args.batch_size}`  ",
-        f"Machine: {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+        f"Machine: {machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
         f"date {time.strftime('%Y-%m-%d')}; model {model.num_parameters() / 1e6:.1f}M parameters "
         f"({model.config.attention_type}); {len(sentences)} test sentences {args.source_lang}→{args.target_lang}, "
         f"batch {args.batch_size}, length-sorted",
