@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from common import REPO, add_corpus_argument, emit, machine, run_measured, test_pairs
 
+from hf_rnn_seq2seq.allocator import keep_freed_memory_for_reuse
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, load_model, translate
 
@@ -52,6 +53,7 @@ def main(argv=None):
     parser.add_argument("train_flags", nargs=argparse.REMAINDER, help="after --: train.py flags for both runs")
     args = parser.parse_args(argv)
     train_flags = [flag for flag in args.train_flags if flag != "--"]
+    keep_freed_memory_for_reuse()  # decode as the translate and evaluate commands do (train.py sets it itself)
     sources, references = test_pairs(args.data_dir)
     rows = []
     for trained_in, flags in PRECISIONS.items():
@@ -66,7 +68,8 @@ def main(argv=None):
         f"Command: `python benchmarks/precision.py --runs_dir {args.runs_dir} {' '.join(args.train_flags)}`  ",
         f"Machine: {machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; date "
         f"{time.strftime('%Y-%m-%d')}; the default job (Multi30k de→en), test_2016_flickr ({len(sources)} "
-        f"sentences), beam {NUM_BEAMS}, batch {BATCH_SIZE}, speed after a warm-up batch",
+        f"sentences), beam {NUM_BEAMS}, batch {BATCH_SIZE}, speed after a warm-up batch, the commands' allocator "
+        "settings",
         "",
         "| trained in | train.py wall time | peak memory (MiB) | training target tokens/s | decoded in | test BLEU | "
         "sentences/s |",

@@ -1,6 +1,7 @@
 """Translation speed of a trained model: sentences per second on the Multi30k test split with greedy decoding and
 beam search, the overhead of `generate()` over a minimal hand-written greedy loop on the same model (which must
-produce the same tokens), and peak memory.
+produce the same tokens), and peak memory. `--keep_freed_memory` sets the allocator up as the translate and evaluate
+commands do (`hf_rnn_seq2seq.allocator`); without it, glibc's defaults.
 
     python benchmarks/translate_speed.py runs/multi30k-de-en --out benchmarks/results/translate_speed.md
 """
@@ -14,6 +15,7 @@ from common import add_corpus_argument, emit, machine, test_pairs
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
+from hf_rnn_seq2seq.allocator import keep_freed_memory_for_reuse
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, cut_at_eos, translate
 
 
@@ -52,12 +54,17 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     parser.add_argument("--max_sentences", type=int, default=None)
     parser.add_argument("--max_new_tokens", type=int, default=128)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the type to compute in")
+    parser.add_argument("--keep_freed_memory", action="store_true", help="the commands' allocator settings")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    if args.keep_freed_memory:
+        keep_freed_memory_for_reuse()
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model).eval()
+    model = AutoModelForSeq2SeqLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
     sentences = test_pairs(args.data_dir, args.source_lang, args.target_lang)[0][: args.max_sentences]
+    translate(model, tokenizer, sentences[: args.batch_size])  # warm-up: oneDNN sets up its kernels
     results = {}
     for name, kwargs in (("greedy", {"num_beams": 1}), (f"beam {NUM_BEAMS}", {"num_beams": NUM_BEAMS})):
         start = time.perf_counter()
@@ -79,7 +86,8 @@ def main(argv=None):
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     emit([
-        f"Command: `python benchmarks/translate_speed.py {args.model} --batch_size {args.batch_size}`  ",
+        f"Command: `python benchmarks/translate_speed.py {args.model} --batch_size {args.batch_size} "
+        f"--dtype {args.dtype}{' --keep_freed_memory' * args.keep_freed_memory}`  ",
         f"Machine: {machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
         f"date {time.strftime('%Y-%m-%d')}; model {model.num_parameters() / 1e6:.1f}M parameters "
         f"({model.config.attention_type}); {len(sentences)} test sentences {args.source_lang}→{args.target_lang}, "

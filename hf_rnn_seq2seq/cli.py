@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import torch
 from tqdm.auto import tqdm
 
+from .allocator import keep_freed_memory_for_reuse
 from .file_translation import WINDOW_LINES, TranslationJob, as_text, windows
 from .precision import DTYPE_CHOICES, resolve_dtype
 from .text_files import decode_lines, iter_lines
@@ -145,6 +146,7 @@ def translate_main(argv=None) -> None:
         "--window", type=int, default=WINDOW_LINES, help="lines read, sorted by length and translated together"
     )
     args = parser.parse_args(argv)
+    keep_freed_memory_for_reuse()  # each beam step's (rows x vocabulary) float32 scores reuse the last step's pages
     with user_errors(parser):
         if args.window < 1:
             raise ValueError(f"--window must be a positive number of lines, got {args.window}")
@@ -170,6 +172,7 @@ def evaluate_main(argv=None) -> None:
     parser.add_argument("--reference", required=True, help="reference translations, line-aligned with --source")
     parser.add_argument("--hypotheses", help="also write the translations here")
     args = parser.parse_args(argv)
+    keep_freed_memory_for_reuse()  # as in translate_main
     from .text_files import normalize, read_parallel_lines
     from .metrics import load_metric
 

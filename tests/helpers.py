@@ -89,7 +89,9 @@ def hub_env(hub, tmp_path, name, token=None):
 
 
 def call_script(main, *args, stdin="", monkeypatch=None, capsys=None):
-    """Run a console script's function in-process; returns (exit status, stdout, stderr)."""
+    """Run a console script's function in-process; returns (exit status, stdout, stderr). The scripts' allocator
+    settings are left out: they would outlive the call in the test process (tests/test_allocator.py checks them)."""
+    monkeypatch.setattr("hf_rnn_seq2seq.cli.keep_freed_memory_for_reuse", lambda: True)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8"))
     try:
         main(list(map(str, args)))
