@@ -8,7 +8,8 @@ translation's alone):
     python benchmarks/fixed_length_translation.py MODEL_FOLDER MAX_NEW_TOKENS SENTENCES.json [DTYPE]
 
 DTYPE: float32 (default) or bfloat16, the type the model computes in. Prints one JSON line: seconds, mean output
-tokens before EOS (JoeyNMT's count), peak RSS in MiB, and the translations.
+tokens before EOS (JoeyNMT's count), peak RSS in MiB, and the translations. The allocator is set up as the translate
+command sets it (`hf_rnn_seq2seq.allocator`).
 """
 
 import json
@@ -20,6 +21,7 @@ from pathlib import Path
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
+from hf_rnn_seq2seq.allocator import keep_freed_memory_for_reuse
 from hf_rnn_seq2seq.precision import DTYPES
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, translate
 
@@ -38,6 +40,7 @@ class HoldBackEOS(LogitsProcessor):
 def main(argv: list[str]) -> None:
     folder, max_new_tokens, sentences = argv[0], int(argv[1]), json.loads(Path(argv[2]).read_text(encoding="utf-8"))
     dtype = DTYPES[argv[3] if len(argv) > 3 else "float32"]
+    keep_freed_memory_for_reuse()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=dtype)
     eos = model.config.eos_token_id
