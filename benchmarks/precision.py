@@ -21,6 +21,7 @@ from common import REPO, add_corpus_argument, emit, machine, run_measured, test_
 
 from hf_rnn_seq2seq.allocator import keep_freed_memory_for_reuse
 from hf_rnn_seq2seq.metrics import load_metric
+from hf_rnn_seq2seq.precision import DTYPES
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, load_model, translate
 
 PRECISIONS = {"float32": [], "bfloat16": ["--bf16", "true"]}  # train.py's flags for each
@@ -37,7 +38,7 @@ def train(run: Path, flags: list[str]) -> tuple[str, str]:
 
 def decode(run: Path, dtype: str, sources: list[str], references: list[str]) -> tuple[float, float]:
     """(test BLEU, sentences a second) of the run's model decoded with beam 5 in `dtype`."""
-    model, tokenizer = load_model(str(run), dtype=getattr(torch, dtype))
+    model, tokenizer = load_model(str(run), dtype=DTYPES[dtype])
     translate(model, tokenizer, sources[:BATCH_SIZE], num_beams=NUM_BEAMS)  # warm-up: oneDNN sets up its kernels
     start = time.perf_counter()
     hypotheses = translate(model, tokenizer, sources, num_beams=NUM_BEAMS)

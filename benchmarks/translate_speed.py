@@ -16,6 +16,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import hf_rnn_seq2seq  # noqa: F401  registers the classes
 from hf_rnn_seq2seq.allocator import keep_freed_memory_for_reuse
+from hf_rnn_seq2seq.precision import DTYPES
 from hf_rnn_seq2seq.translation import BATCH_SIZE, NUM_BEAMS, cut_at_eos, translate
 
 
@@ -54,7 +55,7 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=BATCH_SIZE)
     parser.add_argument("--max_sentences", type=int, default=None)
     parser.add_argument("--max_new_tokens", type=int, default=128)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the type to compute in")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="the type to compute in")
     parser.add_argument("--keep_freed_memory", action="store_true", help="the commands' allocator settings")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
@@ -62,7 +63,7 @@ def main(argv=None):
         keep_freed_memory_for_reuse()
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
+    model = AutoModelForSeq2SeqLM.from_pretrained(args.model, dtype=DTYPES[args.dtype]).eval()
     sentences = test_pairs(args.data_dir, args.source_lang, args.target_lang)[0][: args.max_sentences]
     translate(model, tokenizer, sentences[: args.batch_size])  # warm-up: oneDNN sets up its kernels
     results = {}
