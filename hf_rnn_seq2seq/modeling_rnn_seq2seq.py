@@ -489,47 +489,19 @@ class RNNSeq2SeqDecoder(nn.Module):
 
     def __init__(self, config: RNNSeq2SeqConfig):
         super().__init__()
-        self.input_feeding = config.input_feeding
-        self.num_layers = config.num_decoder_layers
-        self.hidden_size = config.hidden_size
-        self.embedding_dim = config.embedding_dim
-        self.shared_bridge = config.shared_bridge
-        self.context_size = config.encoder_output_size
-        self.bidirectional_encoder = config.bidirectional_encoder
-        # Where c_t comes from and who reads it: Bahdanau attends with s_{t-1} before the RNN step and feeds c_t to
-        # the first layer; Luong attends with s_t after it; "none" feeds the fixed context to the first layer.
-        conditional = config.decoder_type == "cgru"
-        self.attends_before_step = config.attention_type == "bahdanau" and not conditional
-        self.context_in_first_layer = config.attention_type in ("none", "bahdanau") and not conditional
+        self._read_settings(config)
+        # Modules in this order: it is the order their initial weights are drawn in (seeded runs reproduce).
         # The conditional GRU's second cell: input c_t, state s'_t from the first layer's cell.
         self.conditional_cell = None
-        if conditional:
+        if config.decoder_type == "cgru":
             self.conditional_cell = _rnn_class(config)(config.encoder_output_size, config.hidden_size, batch_first=True)
-        self.deep_output = config.deep_output
-        self.state_size = config.hidden_size * (2 if config.rnn_type == "lstm" else 1)  # an LSTM carries [h; c]
         self.dropout = nn.Dropout(config.dropout)
         # Target embeddings of their own where the source vocabulary is separate; else the encoder's table serves.
         self.embed_tokens = None
         if config.source_vocab_size is not None:
             self.embed_tokens = nn.Embedding(config.vocab_size, config.embedding_dim, config.pad_token_id)
-        self.decoder_init = config.decoder_init
-        self.bridge = self.cell_bridge = None
-        if self.decoder_init in ("bridge", "mean_bridge"):
-            # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) (Bahdanau et al. 2015, A.2.2), or of the states' mean: a state
-            # for every decoder layer (and an LSTM's h and c), or one state for all of them (`shared_bridge`).
-            bridge_size = config.hidden_size if self.shared_bridge else config.num_decoder_layers * self.state_size
-            # With layer normalisation, tanh(LN(W_b x)): the normalisation's bias is the bridge's.
-            self.bridge = nn.Linear(config.encoder_output_size, bridge_size, bias=not config.layer_norm)
-            if config.layer_norm:
-                self.bridge_norm = nn.LayerNorm(bridge_size, eps=_LAYER_NORM_EPS)
-        elif self.decoder_init == "encoder_final_relu":
-            # OpenNMT's bridge reads each direction's final states of all layers: L * He wide (see _relu_bridge).
-            width = config.num_encoder_layers * config.encoder_hidden_size
-            self.bridge = nn.Linear(width, width)
-            self.cell_bridge = nn.Linear(width, width) if config.rnn_type == "lstm" else None
+        self._build_bridge(config)
         self.attentional_activation = nn.Tanh() if config.attentional_activation == "tanh" else nn.Identity()
-        self.adds_positions = config.position_encoding == "sinusoidal"
-        self.zero_start_embedding = config.zero_start_embedding
         if config.attention_type in ("bahdanau", "luong_concat"):
             self.attention = AdditiveAttention(config)
         elif config.attention_type in ("luong_dot", "luong_general"):
@@ -545,16 +517,57 @@ class RNNSeq2SeqDecoder(nn.Module):
             _rnn_class(config)(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True)
             for i in range(config.num_decoder_layers)
         )
+        self._build_attentional_layer(config)
+        self.premultiplied = PremultipliedContext(self)
+
+    def _read_settings(self, config: RNNSeq2SeqConfig) -> None:
+        """The configuration values the forward passes read."""
+        self.input_feeding = config.input_feeding
+        self.num_layers = config.num_decoder_layers
+        self.hidden_size = config.hidden_size
+        self.embedding_dim = config.embedding_dim
+        self.shared_bridge = config.shared_bridge
+        self.context_size = config.encoder_output_size
+        self.bidirectional_encoder = config.bidirectional_encoder
+        # Where c_t comes from and who reads it: Bahdanau attends with s_{t-1} before the RNN step and feeds c_t to
+        # the first layer; Luong attends with s_t after it; "none" feeds the fixed context to the first layer.
+        conditional = config.decoder_type == "cgru"
+        self.attends_before_step = config.attention_type == "bahdanau" and not conditional
+        self.context_in_first_layer = config.attention_type in ("none", "bahdanau") and not conditional
+        self.deep_output = config.deep_output
+        self.state_size = config.hidden_size * (2 if config.rnn_type == "lstm" else 1)  # an LSTM carries [h; c]
+        self.decoder_init = config.decoder_init
+        self.adds_positions = config.position_encoding == "sinusoidal"
+        self.zero_start_embedding = config.zero_start_embedding
+
+    def _build_bridge(self, config: RNNSeq2SeqConfig) -> None:
+        """The layers that make s_0 from the encoder (`config.decoder_init`); none where it is read as it is."""
+        self.bridge = self.cell_bridge = None
+        if self.decoder_init in ("bridge", "mean_bridge"):
+            # s_0 = tanh(W_b [h_fwd_last; h_bwd_first]) (Bahdanau et al. 2015, A.2.2), or of the states' mean: a state
+            # for every decoder layer (and an LSTM's h and c), or one state for all of them (`shared_bridge`).
+            bridge_size = config.hidden_size if self.shared_bridge else config.num_decoder_layers * self.state_size
+            # With layer normalisation, tanh(LN(W_b x)): the normalisation's bias is the bridge's.
+            self.bridge = nn.Linear(config.encoder_output_size, bridge_size, bias=not config.layer_norm)
+            if config.layer_norm:
+                self.bridge_norm = nn.LayerNorm(bridge_size, eps=_LAYER_NORM_EPS)
+        elif self.decoder_init == "encoder_final_relu":
+            # OpenNMT's bridge reads each direction's final states of all layers: L * He wide (see _relu_bridge).
+            width = config.num_encoder_layers * config.encoder_hidden_size
+            self.bridge = nn.Linear(width, width)
+            self.cell_bridge = nn.Linear(width, width) if config.rnn_type == "lstm" else None
+
+    def _build_attentional_layer(self, config: RNNSeq2SeqConfig) -> None:
+        """W_c, reading [c_t; s_t; y_{t-1}?], and with layer normalisation one gain for each input's product."""
         attentional_inputs = config.encoder_output_size + config.hidden_size
         attentional_inputs += config.embedding_dim if self.deep_output else 0
-        self.attentional_layer = nn.Linear(attentional_inputs, config.attentional_size)  # reads [c_t; s_t; y_{t-1}?]
-        self.attentional_norms = None  # with layer normalisation: one for each input's product, gain only
+        self.attentional_layer = nn.Linear(attentional_inputs, config.attentional_size)
+        self.attentional_norms = None
         if config.layer_norm:
             self.attentional_norms = nn.ModuleList(
                 nn.LayerNorm(config.attentional_size, eps=_LAYER_NORM_EPS, bias=False)
                 for _ in range(3 if self.deep_output else 2)
             )
-        self.premultiplied = PremultipliedContext(self)
 
     @property
     def runs_in_parallel(self) -> bool:
