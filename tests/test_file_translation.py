@@ -77,7 +77,8 @@ KILL_POINTS = {
 KILLER = """
 import os, signal, sys
 from hf_rnn_seq2seq import cli, file_translation
-# Ctrl-C in a terminal raises KeyboardInterrupt; a test runner may have left SIGINT ignored, which children inherit.
+# Ctrl-C in a terminal raises KeyboardInterrupt; tests started in the background by a non-interactive shell
+# (`bash .ci/run &`) run with SIGINT ignored, as POSIX has it, and children inherit that.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 function_name, calls, where = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 owner = file_translation if function_name == "_write_durably" else file_translation.TranslationJob
