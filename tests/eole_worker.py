@@ -44,11 +44,14 @@ import os
 import subprocess
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # Tiny trainings on a shared 2-core machine: torch's default of one thread per core oversubscribes it (8x slower).
 THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 os.environ.update(THREADS_ENV)
+# The models of a job train side by side, one per core of CI's 2-core machine.
+PARALLEL_MODELS = 2
 # eole warns on import about its optional CUDA/C++ extensions and flash-attn (not needed on CPU).
 warnings.filterwarnings("ignore", message="Could not import")
 
@@ -187,25 +190,30 @@ def logits(model_dir: str, batch_json: str, out_npy: str) -> None:
 def job(job_json: str) -> None:
     """For each of JOB_JSON's {"models": [{"workdir", "options"}], "test_src": path, "pairs": [[source, target], ...]}:
     train, then in the workdir greedy.txt and beam.txt (`eole predict` of test_src) and, for each pair alone (eole's
-    encoder does not pack: padding would change its results), pair_N.json (eole's ids) and pair_N.npy (logits)."""
+    encoder does not pack: padding would change its results), pair_N.json (eole's ids) and pair_N.npy (logits).
+    PARALLEL_MODELS models at a time: each eole command is a process of its own (its own seed), one thread each."""
     spec = json.loads(Path(job_json).read_text(encoding="utf-8"))
-    for entry in spec["models"]:
-        work = Path(entry["workdir"])
-        model_dir = train(str(work), json.dumps(entry["options"]))
-        for mode in ("greedy", "beam"):
-            predict(str(model_dir), spec["test_src"], str(work / f"{mode}.txt"), mode)
-        vocab = json.loads((model_dir / "vocab.json").read_text(encoding="utf-8"))
-        specials = vocab["specials"]
-        for number, (source, target) in enumerate(spec["pairs"]):
-            ids = {}
-            for side, words in (("src", source.split(" ")),
-                                ("tgt", [vocab["decoder_start_token"], *target.split(" "), specials["eos_token"]])):
-                lookup = {token: i for i, token in enumerate(vocab[side])}
-                ids[side] = [lookup.get(word, lookup[specials["unk_token"]]) for word in words]
-            batch = {"src": [ids["src"]], "src_len": [len(ids["src"])], "tgt": [ids["tgt"]]}
-            (work / f"pair_{number}.json").write_text(json.dumps(batch), encoding="utf-8")
-            logits(str(model_dir), str(work / f"pair_{number}.json"), str(work / f"pair_{number}.npy"))
+    with ThreadPoolExecutor(max_workers=PARALLEL_MODELS) as pool:
+        for done in [pool.submit(model_job, entry, spec) for entry in spec["models"]]:
+            done.result()  # re-raises a failed model's error
 
+
+def model_job(entry: dict, spec: dict) -> None:
+    work = Path(entry["workdir"])
+    model_dir = train(str(work), json.dumps(entry["options"]))
+    for mode in ("greedy", "beam"):
+        predict(str(model_dir), spec["test_src"], str(work / f"{mode}.txt"), mode)
+    vocab = json.loads((model_dir / "vocab.json").read_text(encoding="utf-8"))
+    specials = vocab["specials"]
+    for number, (source, target) in enumerate(spec["pairs"]):
+        ids = {}
+        for side, words in (("src", source.split(" ")),
+                            ("tgt", [vocab["decoder_start_token"], *target.split(" "), specials["eos_token"]])):
+            lookup = {token: i for i, token in enumerate(vocab[side])}
+            ids[side] = [lookup.get(word, lookup[specials["unk_token"]]) for word in words]
+        batch = {"src": [ids["src"]], "src_len": [len(ids["src"])], "tgt": [ids["tgt"]]}
+        (work / f"pair_{number}.json").write_text(json.dumps(batch), encoding="utf-8")
+        logits(str(model_dir), str(work / f"pair_{number}.json"), str(work / f"pair_{number}.npy"))
 
 if __name__ == "__main__":
     commands = {"train": train, "predict": predict, "logits": logits, "job": job}
