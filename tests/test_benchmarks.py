@@ -91,6 +91,25 @@ def test_translate_file_runs_on_a_tiny_budget(model_folder, multi30k_dir, tmp_pa
     assert [row.split("|")[1:3] for row in rows] == [[" greedy ", " 1 "], [" beam 5 ", " 1 "]]
 
 
+def test_beam_step_splits_a_step_into_parts_that_add_up_in_both_types(model_folder, multi30k_dir, tmp_path):
+    out = tmp_path / "beam_step.md"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "beam_step.py"), str(model_folder[0]), "--data_dir",
+         str(multi30k_dir), "--sentences", "8", "--batch_size", "4", "--max_new_tokens", "4", "--rounds", "1",
+         "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    rows = {
+        cells[0]: [float(cell.rstrip("×")) for cell in cells[1:]]
+        for cells in ([cell.strip() for cell in line.split("|")[1:-1]] for line in out.read_text().splitlines())
+        if cells and cells[0] in ("float32", "bfloat16", "float32 / bfloat16")
+    }
+    assert len(rows) == 3
+    for name in ("float32", "bfloat16"):
+        step, products, model_other, generate_own, encoder = rows[name]
+        assert step == pytest.approx(products + model_other + generate_own, abs=0.03)  # two-decimal rounding
+        assert min(products, model_other, generate_own, encoder) > 0
+
 @pytest.mark.skipif(not native_bfloat16(torch.device("cpu")), reason="this CPU does not compute bfloat16 natively")
 def test_precision_trains_and_decodes_both_ways_on_a_tiny_budget(multi30k_slice, tmp_path):
     data_dir = multi30k_slice(train=64, validation=8, test=8)
