@@ -215,6 +215,7 @@ def model_job(entry: dict, spec: dict) -> None:
         (work / f"pair_{number}.json").write_text(json.dumps(batch), encoding="utf-8")
         logits(str(model_dir), str(work / f"pair_{number}.json"), str(work / f"pair_{number}.npy"))
 
+
 if __name__ == "__main__":
     commands = {"train": train, "predict": predict, "logits": logits, "job": job}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import TINY
+from test_results_quoted import table_rows
 
 from hf_rnn_seq2seq.precision import native_bfloat16
 
@@ -100,15 +101,15 @@ def test_beam_step_splits_a_step_into_parts_that_add_up_in_both_types(model_fold
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     rows = {
-        cells[0]: [float(cell.rstrip("×")) for cell in cells[1:]]
-        for cells in ([cell.strip() for cell in line.split("|")[1:-1]] for line in out.read_text().splitlines())
-        if cells and cells[0] in ("float32", "bfloat16", "float32 / bfloat16")
-    }
+        row[0]: [float(cell.rstrip("×")) for cell in row[1:]]
+        for row in table_rows(out.read_text()) if row[0] in ("float32", "bfloat16", "float32 / bfloat16")
+    }  # fmt: skip
     assert len(rows) == 3
     for name in ("float32", "bfloat16"):
         step, products, model_other, generate_own, encoder = rows[name]
         assert step == pytest.approx(products + model_other + generate_own, abs=0.03)  # two-decimal rounding
         assert min(products, model_other, generate_own, encoder) > 0
+
 
 @pytest.mark.skipif(not native_bfloat16(torch.device("cpu")), reason="this CPU does not compute bfloat16 natively")
 def test_precision_trains_and_decodes_both_ways_on_a_tiny_budget(multi30k_slice, tmp_path):
