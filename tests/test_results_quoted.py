@@ -2,6 +2,7 @@
 its table in benchmarks/results/ and must appear as quoted."""
 
 import re
+from itertools import product
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,26 @@ def test_the_quoted_translation_speeds_are_the_table_s():
     overhead = re.search(r"overhead x(\d+\.\d+)", text).group(1)
     assert_quoted(INDEX, f"{rows['greedy']} sentences/s greedy, {rows['beam 5']} with beam 5")
     assert_quoted(INDEX, f"`generate()` costs ×{overhead} the time")
+
+
+def test_the_quoted_million_line_translation_times_are_the_translate_file_table_s():
+    rows = {}  # (decoding, processes) -> the newest row measured on a million lines
+    for section in dated_sections("translate_file.md"):
+        if "1,000,000 lines" in section.splitlines()[0]:
+            for row in table_rows(section)[1:]:
+                rows.setdefault((row[0], row[1]), row)
+    (greedy_1, greedy_2, beam_1, beam_2) = (rows[key] for key in product(("greedy", "beam 5"), ("1", "2")))
+
+    def minutes(row: list[str]) -> int:
+        return round(float(row[2]) / 60)
+
+    peak = max(int(rows[(decoding, "1")][4]) for decoding in ("greedy", "beam 5"))
+    assert_quoted(
+        (REPO_ROOT / "docs" / "inference.md").read_text(encoding="utf-8"),
+        f"a million lines take {minutes(greedy_1)} minutes greedy with one process ({greedy_1[3]} sentences/s) and "
+        f"{minutes(greedy_2)} with two ({greedy_2[3]}); with beam 5, {minutes(beam_1)} minutes with one "
+        f"({beam_1[3]}) and {minutes(beam_2)} with two ({beam_2[3]}); one process holds at most {peak} MiB",
+    )
 
 
 def test_the_quoted_compute_efficiency_is_the_train_speed_table_s():
