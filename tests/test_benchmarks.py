@@ -24,13 +24,9 @@ def test_train_speed_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
          "bahdanau+feeding", "--sizes", "default", "--out", str(out)],
         check=True, capture_output=True, text=True,
     )
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| luong") or line.startswith("| bahd")]
-    assert [row.split("|")[1:3] for row in rows] == [
-        [f" {config} ", " default "] for config in ("luong_general", "bahdanau+feeding")
-    ]
-    for row in rows:
-        tokens_per_second = float(row.split("|")[4])
-        assert tokens_per_second > 0
+    rows = [row for row in table_rows(out.read_text()) if row[0] in ("luong_general", "bahdanau+feeding")]
+    assert [row[:2] for row in rows] == [[config, "default"] for config in ("luong_general", "bahdanau+feeding")]
+    assert all(float(row[3]) > 0 for row in rows)  # tokens/s
 
 
 def test_quality_table_collects_finished_runs(multi30k_slice, tmp_path):
@@ -88,8 +84,8 @@ def test_translate_file_runs_on_a_tiny_budget(model_folder, multi30k_dir, tmp_pa
          str(multi30k_dir), "--lines", "30", "--max_new_tokens", "3", "--processes", "1", "--out", str(out)],
         check=True, capture_output=True, text=True,
     )
-    rows = [line for line in out.read_text().splitlines() if line.startswith(("| greedy |", "| beam 5 |"))]
-    assert [row.split("|")[1:3] for row in rows] == [[" greedy ", " 1 "], [" beam 5 ", " 1 "]]
+    rows = [row[:2] for row in table_rows(out.read_text()) if row[0] in ("greedy", "beam 5")]
+    assert rows == [["greedy", "1"], ["beam 5", "1"]]
 
 
 def test_beam_step_splits_a_step_into_parts_that_add_up_in_both_types(model_folder, multi30k_dir, tmp_path):
@@ -121,10 +117,9 @@ def test_precision_trains_and_decodes_both_ways_on_a_tiny_budget(multi30k_slice,
          "--save_strategy", "no", "--load_best_model_at_end", "false"],
         check=True, capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
-    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| float32 |")
-            or line.startswith("| bfloat16 |")]
+    rows = [row for row in table_rows(out.read_text()) if row[0] in ("float32", "bfloat16")]
     assert [(row[0], row[4]) for row in rows] == [
-        ("| float32", "float32"), ("| float32", "bfloat16"), ("| bfloat16", "float32"), ("| bfloat16", "bfloat16")
+        ("float32", "float32"), ("float32", "bfloat16"), ("bfloat16", "float32"), ("bfloat16", "bfloat16")
     ]
     assert json.loads((tmp_path / "runs" / "bfloat16" / "config.json").read_text())["dtype"] == "float32"
     # Float32 results and bfloat16 speed depend on the CPU model: the table names it.
@@ -140,8 +135,7 @@ def test_marian_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
          "--batch_size", "16", "--updates", "30", "--train_pairs", "400", "--test_sentences", "4", "--out", str(out)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in out.read_text().splitlines()
-            if line.startswith(("| Marian", "| ours"))]  # fmt: skip
+    rows = [row for row in table_rows(out.read_text()) if row[0].startswith(("Marian", "ours"))]
     assert [row[0] for row in rows] == ["Marian 1.12.42, marian-decoder (CPU)",
                                         "ours, Marian's weights imported, float32",
                                         "ours, Marian's weights imported, bfloat16"]  # fmt: skip
@@ -158,9 +152,9 @@ def test_onnx_speed_runs_on_a_tiny_budget(model_folder, multi30k_slice, tmp_path
          str(tmp_path / "work"), "--out", str(out)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith(("| PyTorch", "| onnx"))]
+    rows = [row for row in table_rows(out.read_text()) if row[0].startswith(("PyTorch", "onnx"))]
     assert [(row[0], row[1]) for row in rows] == [
-        (f"| {runtime}", decoding) for runtime in ("PyTorch float32", "onnxruntime float32", "onnxruntime int8")
+        (runtime, decoding) for runtime in ("PyTorch float32", "onnxruntime float32", "onnxruntime int8")
         for decoding in ("greedy", "beam 5")
     ]
     # The float32 export translates as generate() does: the same BLEU.
@@ -177,11 +171,7 @@ def test_joeynmt_side_by_side_runs_on_a_tiny_budget(multi30k_dir, tmp_path):
          "--test_sentences", "16", "--max_output_length", "8", "--out", str(out)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    rows = {
-        cells[0].strip(): [cell.strip() for cell in cells[1:]]
-        for cells in (line.split("|")[1:-1] for line in out.read_text().splitlines())
-        if cells and cells[0].strip().startswith(("Joey", "ours"))
-    }
+    rows = {row[0]: row[1:] for row in table_rows(out.read_text()) if row[0].startswith(("Joey", "ours"))}
     joeynmt, imported, configured = "JoeyNMT 2.3, Bahdanau + input feeding", "ours, JoeyNMT's trained weights imported", \
         "ours, JoeyNMT's model trained"  # fmt: skip
     imported_bf16 = f"{imported}, bfloat16"
@@ -214,11 +204,11 @@ def test_attention_story_scores_each_length_bucket(multi30k_slice, tmp_path):
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     table = (tmp_path / "story.md").read_text()
-    header = next(line for line in table.splitlines() if line.startswith("| model"))
-    counts = [int(cell.split("(")[1].rstrip(") ")) for cell in header.split("|")[5:-1]]
+    header, *rows = table_rows(table)
+    assert header[0] == "model"
+    counts = [int(cell.split("(")[1].rstrip(")")) for cell in header[4:]]
     assert sum(counts[:-1]) == counts[-1] == 300  # every sentence in exactly one bucket
-    rows = {line.split("|")[1].split("(")[0].strip(): line.split("|")[5:-1] for line in table.splitlines()
-            if line.startswith(("| perfect", "| short only"))}  # fmt: skip
+    rows = {row[0].split("(")[0].strip(): row[4:] for row in rows if row[0].startswith(("perfect", "short only"))}
     assert [float(cell) for cell in rows["perfect"]] == [100.0] * 5
     short_only = [float(cell) for cell in rows["short only"]]
     assert short_only[0] == 100.0 and max(short_only[1:4]) < 1.0
@@ -242,8 +232,7 @@ def test_decoding_sweep_selects_on_validation_and_averages_checkpoints(multi30k_
                      str(data_dir), "--beams", "1", "2", "--length_penalties", "0.6", "1.4", "--out", str(out)]  # fmt: skip
 
     def weight_rows(table):
-        lines = table.read_text().splitlines()
-        return [line.split("|")[1:-1] for line in lines if line.startswith(("| final", "| average"))]
+        return [row for row in table_rows(table.read_text()) if row[0].startswith(("final", "average"))]
 
     subprocess.run([*sweep_command, "--average", "2", "3"], check=True, capture_output=True, text=True)
     rows = weight_rows(out)
@@ -252,7 +241,7 @@ def test_decoding_sweep_selects_on_validation_and_averages_checkpoints(multi30k_
     last_two = f"average of {', '.join(c.name for c in checkpoints[1:])}"
     all_three = f"average of {', '.join(c.name for c in checkpoints)}"
     # Greedy once (no length penalty), beam 2 with each penalty; for the final weights and each averaging window.
-    assert [(r[0].strip(), r[1].strip(), r[2].strip()) for r in rows] == [
+    assert [tuple(r[:3]) for r in rows] == [
         (weights, beams, penalty)
         for weights in ("final weights", last_two, all_three)
         for beams, penalty in (("1", "1.0"), ("2", "0.6"), ("2", "1.4"))
@@ -261,11 +250,9 @@ def test_decoding_sweep_selects_on_validation_and_averages_checkpoints(multi30k_
     assert too_many.returncode != 0 and "--average 4" in too_many.stderr and "has 3 checkpoint" in too_many.stderr
     unaveraged = tmp_path / "unaveraged.md"
     subprocess.run([*sweep_command[:-1], str(unaveraged), "--average"], check=True, capture_output=True, text=True)
-    assert [row[0].strip() for row in weight_rows(unaveraged)] == ["final weights"] * 3
+    assert [row[0] for row in weight_rows(unaveraged)] == ["final weights"] * 3
     best = max(rows, key=lambda r: float(r[3]))
-    assert f"Best on validation: {best[0].strip()}, beam {best[1].strip()}, length penalty {best[2].strip()}" in (
-        out.read_text()
-    )
+    assert f"Best on validation: {best[0]}, beam {best[1]}, length penalty {best[2]}" in out.read_text()
 
     # The averaged model holds the mean of the checkpoints' tensors, the tied head included.
     import importlib.util
@@ -305,11 +292,11 @@ def test_scale_measures_a_first_and_a_cached_second_run(tmp_path):
     logs = [(work / f"train-3000-{attempt}.log").read_text(encoding="utf-8") for attempt in (1, 2, 3)]
     assert [tokenizer_reused in log for log in logs] == [False, True, True]
 
-    first, second = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| 3,000 |")]
-    assert [first[1].strip(), second[1].strip()] == ["first", "second (median of 2)"]
+    first, second = [row for row in table_rows(out.read_text()) if row[0] == "3000"]
+    assert [first[1], second[1]] == ["first", "second (median of 2)"]
     seconds = [float(cell) for row in (first, second) for cell in row[2:6]]  # to the first step and each stage
     assert all(value >= 0 for value in seconds) and float(first[2]) > 0
-    assert second[-1].strip() == ", ".join(f"{run['peak_gb']:.2f}" for run in second_runs)  # each second run's peak
+    assert second[-1] == ", ".join(f"{run['peak_gb']:.2f}" for run in second_runs)  # each second run's peak
     assert all(float(row[-4]) > 0.1 for row in (first, second))  # peak memory (GB)
     assert out.with_suffix(".png").stat().st_size > 0
 
@@ -321,20 +308,18 @@ def test_demo_speed_runs_on_a_tiny_budget(tiny_run, multi30k_dir, tmp_path):
          str(multi30k_dir), "--starts", "1", "--sentences", "2", "--out", str(out)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    (row,) = [line for line in out.read_text().splitlines() if line.startswith(f"| `{tiny_run.folder}`")]
-    start_seconds, median_request = (float(cell) for cell in row.split("|")[2:4])
-    assert start_seconds > 0 and median_request > 0 and row.rstrip().endswith("| 2 |")
+    (row,) = [row for row in table_rows(out.read_text()) if row[0] == f"`{tiny_run.folder}`"]
+    start_seconds, median_request = (float(cell) for cell in row[1:3])
+    assert start_seconds > 0 and median_request > 0 and row[-1] == "2"
 
 
 def test_batching_speed_runs_on_a_tiny_budget(multi30k_slice, tmp_path):
-    from helpers import TINY
-
     out = tmp_path / "batching_speed.md"
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "batching_speed.py"), "--rounds", "1", "--max_steps", "2", "--out",
          str(out), "--", "--data_dir", str(multi30k_slice(train=200, validation=24, test=24)), *TINY],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith(("| sentence", "| token"))]
-    assert [row[1].split(" (")[0].strip() for row in rows] == ["sentence batches", "token batches"]
-    assert all(float(row[3].replace(",", "")) > 0 for row in rows)
+    rows = [row for row in table_rows(out.read_text()) if row[0].startswith(("sentence", "token"))]
+    assert [row[0].split(" (")[0] for row in rows] == ["sentence batches", "token batches"]
+    assert all(float(row[2]) > 0 for row in rows)
