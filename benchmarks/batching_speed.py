@@ -44,11 +44,11 @@ def main():
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "batching_speed.md"))
     parser.add_argument("train_args", nargs="*", help="after --: more train.py arguments, for both sides")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="batching_"))
     results = {side: [] for side in SIDES}
-    for _ in range(args.rounds):
-        for side, extra in SIDES.items():
-            results[side].append(run([*extra, *args.train_args], args.max_steps, work))
+    with tempfile.TemporaryDirectory(prefix="batching_") as work:
+        for _ in range(args.rounds):
+            for side, extra in SIDES.items():
+                results[side].append(run([*extra, *args.train_args], args.max_steps, Path(work)))
     command = " ".join(["python benchmarks/batching_speed.py", *sys.argv[1:]])
     lines = [
         f"# Token batches against sentence batches (`{command}`, {time.strftime('%Y-%m-%d')}, 2 CPU cores)",

@@ -4,9 +4,12 @@ The scripts run as `python benchmarks/NAME.py`, which puts this folder first on 
 this module as `common`.
 """
 
+import contextlib
 import os
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -35,6 +38,17 @@ def test_pairs(data_dir, source_lang: str = "de", target_lang: str = "en") -> tu
     test = load_parallel_dir(data_dir, source_lang, target_lang, splits=["test"])["test"]
     pairs = test["translation"]
     return [pair[source_lang] for pair in pairs], [normalize(pair[target_lang]) for pair in pairs]
+
+
+@contextlib.contextmanager
+def work_folder(given: str | Path | None, prefix: str) -> Iterator[Path]:
+    """The folder given, kept after the run (to look into, or to continue from), or else a temporary one removed
+    after it."""
+    if given:
+        yield Path(given)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield Path(folder)
 
 
 def machine() -> str:

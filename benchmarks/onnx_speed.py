@@ -14,13 +14,12 @@ tokenizers, safetensors, huggingface_hub, numpy; onnxruntime: onnxruntime, numpy
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 import torch
-from common import add_corpus_argument, emit, machine, test_pairs
+from common import add_corpus_argument, emit, machine, test_pairs, work_folder
 
 from hf_rnn_seq2seq.metrics import load_metric
 from hf_rnn_seq2seq.onnx import export_onnx
@@ -94,19 +93,19 @@ def main(argv=None):
     parser.add_argument("model", help="a folder written by train.py")
     add_corpus_argument(parser, languages=True)
     parser.add_argument("--latency_sentences", type=int, default=200)
-    parser.add_argument("--work_dir", help="where the exports go (default: a temporary folder)")
+    parser.add_argument("--work_dir", help="where the exports go, kept (default: a temporary folder, removed)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     sources, references = test_pairs(args.data_dir, args.source_lang, args.target_lang)
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="onnx_speed_"))
     sizes = {runtime: install_mib(distributions) for runtime, distributions in RUNTIMES.items()}
     rows = []
-    for runner in runners(args.model, work):
-        for decoding, beams in (("greedy", 1), (f"beam {NUM_BEAMS}", NUM_BEAMS)):
-            speed, bleu = throughput(runner, sources, references, beams)
-            median, fifteen = latency(runner, sources[: args.latency_sentences], beams)
-            rows.append(f"| {runner.name} | {decoding} | {bleu:.2f} | {speed:.1f} | {median:.1f} | {fifteen:.1f} | "
-                        f"{sizes[runner.runtime]:,.0f} |")  # fmt: skip
+    with work_folder(args.work_dir, "onnx_speed_") as work:
+        for runner in runners(args.model, work):
+            for decoding, beams in (("greedy", 1), (f"beam {NUM_BEAMS}", NUM_BEAMS)):
+                speed, bleu = throughput(runner, sources, references, beams)
+                median, fifteen = latency(runner, sources[: args.latency_sentences], beams)
+                rows.append(f"| {runner.name} | {decoding} | {bleu:.2f} | {speed:.1f} | {median:.1f} | "
+                            f"{fifteen:.1f} | {sizes[runner.runtime]:,.0f} |")  # fmt: skip
     emit([
         f"Command: `python benchmarks/onnx_speed.py {args.model} --latency_sentences {args.latency_sentences}`  ",
         f"Machine: {machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime "

@@ -26,14 +26,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
 
-from common import REPO, emit
+from common import REPO, emit, work_folder
 
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 TATOEBA = REPO.parent / "shared" / "data" / "tatoeba-fra-eng" / "fra.txt.gz"
@@ -143,29 +142,34 @@ def encode_floor(corpus: Path, tokenizer_file: Path) -> float:
     return len(sides[0]) / (time.perf_counter() - start)
 
 
+def measure(size: int, work: Path, pairs, second_runs: int) -> dict:
+    """A first run on a corpus of `size` pairs, then `second_runs` runs on the cache it wrote."""
+    corpus, cache = work / f"corpus-{size}", work / f"cache-{size}"
+    if not corpus.exists():  # written whole or not at all: an interrupted write is not taken for a corpus
+        partial = work / f"partial-corpus-{size}"
+        shutil.rmtree(partial, ignore_errors=True)
+        write_corpus(partial, size, pairs)
+        partial.rename(corpus)
+    runs = [run_train(corpus, work, cache, work / f"train-{size}-{attempt}.log")
+            for attempt in range(1, 2 + second_runs)]  # fmt: skip
+    floor = encode_floor(corpus, work / "run" / "tokenizer.json")
+    shutil.rmtree(cache)
+    row = {"size": size, "runs": runs, "floor": floor}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 3_000_000, 10_000_000])
-    parser.add_argument("--work", type=Path, help="Folder for corpora, caches and runs (default: a temporary one)")
+    parser.add_argument("--work", type=Path, help="Folder for corpora, caches and runs, kept after the run (default: "
+                        "a temporary one, removed)")
     parser.add_argument("--second-runs", type=int, default=3, help="Runs on the cache the first run wrote (median)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scale.md"))
     args = parser.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="scale_"))
     pairs = base_pairs()
-    rows = []
-    for size in args.sizes:
-        corpus, cache = work / f"corpus-{size}", work / f"cache-{size}"
-        if not corpus.exists():  # written whole or not at all: an interrupted write is not taken for a corpus
-            partial = work / f"partial-corpus-{size}"
-            shutil.rmtree(partial, ignore_errors=True)
-            write_corpus(partial, size, pairs)
-            partial.rename(corpus)
-        runs = [run_train(corpus, work, cache, work / f"train-{size}-{attempt}.log")
-                for attempt in range(1, 2 + args.second_runs)]  # fmt: skip
-        floor = encode_floor(corpus, work / "run" / "tokenizer.json")
-        rows.append({"size": size, "runs": runs, "floor": floor})
-        print(json.dumps(rows[-1]), flush=True)
-        shutil.rmtree(cache)
+    with work_folder(args.work, "scale_") as work:
+        rows = [measure(size, work, pairs, args.second_runs) for size in args.sizes]
     emit(table(rows, " ".join(sys.argv[1:])), args.out)
     plot(rows, Path(args.out).with_suffix(".png"))
 

@@ -1,4 +1,4 @@
-"""Shared test setup: no Hub access, a throwaway HF_HOME, the real data beside the repository."""
+"""Shared test setup: no Hub access, a throwaway HF_HOME and TMPDIR, the real data beside the repository."""
 
 import atexit
 import os
@@ -13,6 +13,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf_home_")
 atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
+# The scratch folders of the commands the tests start (torchrun's torchelastic_* logs, a benchmark's work folder) go
+# into one folder removed at exit, instead of piling up in the machine's /tmp.
+os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="tests_tmp_")
+atexit.register(shutil.rmtree, os.environ["TMPDIR"], ignore_errors=True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
