@@ -293,6 +293,39 @@ def figures(rows: dict[str, dict]) -> dict[str, dict]:
     }
 
 
+def results_table(rows: dict[str, dict], corpus: dict, args, arguments: list[str]) -> list[str]:
+    """The Markdown table of every system's figures, with the command and the machine above it."""
+    joey = rows[JOEYNMT]
+    lines = [
+        f"Command: `python benchmarks/joeynmt_side_by_side.py {' '.join(arguments)}`  ",
+        f"Machine: {machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads); "
+        f"date {time.strftime('%Y-%m-%d %H:%M')}  ",
+        f"Data: Multi30k de→en, first {len(corpus['pairs']['train'])} training pairs, one joint BPE {args.vocab_size} "
+        f"segmentation for both ({corpus['epoch_target_tokens']:,} target tokens an epoch); batches of "
+        f"{args.batch_size} sentences; {args.updates} updates each; translation of {joey['sentences']} test "
+        f"sentences, beam {NUM_BEAMS}, batch {BATCH_SIZE}, {args.max_output_length} decoding steps for "
+        "both",
+        "",
+        "| system | parameters | train target tok/s | × JoeyNMT | s/epoch | train peak MiB | "
+        f"beam-{NUM_BEAMS} sent/s | × JoeyNMT | mean output tokens | translate peak MiB | test BLEU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in rows.items():
+        sentences_per_second = row["sentences"] / row["translate_seconds"]
+        training = "| — | — | — | — |"  # the imported weights were trained by JoeyNMT
+        if "tokens_per_second" in row:
+            training = (
+                f"| {row['tokens_per_second']:.0f} | {row['tokens_per_second'] / joey['tokens_per_second']:.2f} | "
+                f"{corpus['epoch_target_tokens'] / row['tokens_per_second']:.0f} | {row['train_peak_mib']:.0f} |"
+            )
+        lines.append(
+            f"| {name} | {row['parameters']:,} {training} "
+            f"{sentences_per_second:.1f} | {sentences_per_second / (joey['sentences'] / joey['translate_seconds']):.2f} | "
+            f"{row['output_tokens']:.1f} | {row['translate_peak_mib']:.0f} | {test_bleu(row, corpus):.2f} |"
+        )
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_corpus_argument(parser)
@@ -329,35 +362,7 @@ def main(argv=None):
     )
     print(figures(rows), file=sys.stderr)
 
-    joey = rows[JOEYNMT]
-    lines = [
-        f"Command: `python benchmarks/joeynmt_side_by_side.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
-        f"Machine: {machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads); "
-        f"date {time.strftime('%Y-%m-%d %H:%M')}  ",
-        f"Data: Multi30k de→en, first {len(corpus['pairs']['train'])} training pairs, one joint BPE {args.vocab_size} "
-        f"segmentation for both ({corpus['epoch_target_tokens']:,} target tokens an epoch); batches of "
-        f"{args.batch_size} sentences; {args.updates} updates each; translation of {joey['sentences']} test "
-        f"sentences, beam {NUM_BEAMS}, batch {BATCH_SIZE}, {args.max_output_length} decoding steps for "
-        "both",
-        "",
-        "| system | parameters | train target tok/s | × JoeyNMT | s/epoch | train peak MiB | "
-        f"beam-{NUM_BEAMS} sent/s | × JoeyNMT | mean output tokens | translate peak MiB | test BLEU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, row in rows.items():
-        sentences_per_second = row["sentences"] / row["translate_seconds"]
-        training = "| — | — | — | — |"  # the imported weights were trained by JoeyNMT
-        if "tokens_per_second" in row:
-            training = (
-                f"| {row['tokens_per_second']:.0f} | {row['tokens_per_second'] / joey['tokens_per_second']:.2f} | "
-                f"{corpus['epoch_target_tokens'] / row['tokens_per_second']:.0f} | {row['train_peak_mib']:.0f} |"
-            )
-        lines.append(
-            f"| {name} | {row['parameters']:,} {training} "
-            f"{sentences_per_second:.1f} | {sentences_per_second / (joey['sentences'] / joey['translate_seconds']):.2f} | "
-            f"{row['output_tokens']:.1f} | {row['translate_peak_mib']:.0f} | {test_bleu(row, corpus):.2f} |"
-        )
-    emit(lines, args.out)
+    emit(results_table(rows, corpus, args, argv if argv is not None else sys.argv[1:]), args.out)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,35 @@ def run_ours(folder: Path, work: Path, dtype: str) -> dict:
     }
 
 
+def results_table(rows: dict[str, dict], corpus: dict, args, model: Path, training_seconds: float | None,
+                  arguments: list[str]) -> list[str]:
+    """The Markdown table of every system's figures, with the command, the machine and the model above it."""
+    marian_row = next(iter(rows.values()))
+    lines = [
+        f"Command: `python benchmarks/marian_side_by_side.py {' '.join(arguments)}`  ",
+        f"Machine: {machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads; Marian "
+        f"--cpu-threads {torch.get_num_threads()}); date {time.strftime('%Y-%m-%d %H:%M')}  ",
+        (f"Model: `{model}`" if training_seconds is None else
+         f"Model: Marian s2s, embeddings {args.embedding_dim}, GRU {args.hidden_size}, trained by Marian on "
+         f"{len(corpus['pairs']['train'])} Multi30k de→en pairs (joint BPE {args.vocab_size} pieces) for "
+         f"{args.updates} updates of {args.batch_size} sentences ({training_seconds / 60:.1f} min)") + "; translation of "
+        f"{marian_row['sentences']} test sentences, beam {NUM_BEAMS}, no length normalisation, batches of {BATCH_SIZE}",
+        "",
+        f"| system | beam-{NUM_BEAMS} sent/s | × Marian | mean output tokens | translations equal to Marian's | "
+        "peak MiB | test BLEU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    marian_speed = marian_row["sentences"] / marian_row["translate_seconds"]
+    for name, row in rows.items():
+        speed = row["sentences"] / row["translate_seconds"]
+        equal = sum(ours == theirs for ours, theirs in zip(row["pieces"], marian_row["pieces"]))
+        lines.append(
+            f"| {name} | {speed:.1f} | {speed / marian_speed:.2f} | {row['output_tokens']:.2f} | "
+            f"{equal}/{row['sentences']} | {row['translate_peak_mib']:.0f} | {test_bleu(row, corpus):.2f} |"
+        )
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_corpus_argument(parser)
@@ -131,32 +160,10 @@ def main(argv=None):
     rows = {"Marian 1.12.42, marian-decoder (CPU)": run_marian(model, vocabularies, work, marian)}
     for dtype in ("float32", "bfloat16"):
         rows[f"ours, Marian's weights imported, {dtype}"] = run_ours(folder, work, dtype)
-    marian_row = next(iter(rows.values()))
     print({name: {k: v for k, v in row.items() if k != "pieces"} for name, row in rows.items()}, file=sys.stderr)
 
-    lines = [
-        f"Command: `python benchmarks/marian_side_by_side.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
-        f"Machine: {machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads; Marian "
-        f"--cpu-threads {torch.get_num_threads()}); date {time.strftime('%Y-%m-%d %H:%M')}  ",
-        (f"Model: `{model}`" if training_seconds is None else
-         f"Model: Marian s2s, embeddings {args.embedding_dim}, GRU {args.hidden_size}, trained by Marian on "
-         f"{len(corpus['pairs']['train'])} Multi30k de→en pairs (joint BPE {args.vocab_size} pieces) for "
-         f"{args.updates} updates of {args.batch_size} sentences ({training_seconds / 60:.1f} min)") + "; translation of "
-        f"{marian_row['sentences']} test sentences, beam {NUM_BEAMS}, no length normalisation, batches of {BATCH_SIZE}",
-        "",
-        f"| system | beam-{NUM_BEAMS} sent/s | × Marian | mean output tokens | translations equal to Marian's | "
-        "peak MiB | test BLEU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    marian_speed = marian_row["sentences"] / marian_row["translate_seconds"]
-    for name, row in rows.items():
-        speed = row["sentences"] / row["translate_seconds"]
-        equal = sum(ours == theirs for ours, theirs in zip(row["pieces"], marian_row["pieces"]))
-        lines.append(
-            f"| {name} | {speed:.1f} | {speed / marian_speed:.2f} | {row['output_tokens']:.2f} | "
-            f"{equal}/{row['sentences']} | {row['translate_peak_mib']:.0f} | {test_bleu(row, corpus):.2f} |"
-        )
-    emit(lines, args.out)
+    arguments = argv if argv is not None else sys.argv[1:]
+    emit(results_table(rows, corpus, args, model, training_seconds, arguments), args.out)
 
 
 if __name__ == "__main__":
