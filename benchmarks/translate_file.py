@@ -8,7 +8,6 @@ with the peak resident memory of all the command's processes together.
 import argparse
 import gzip
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -46,8 +45,8 @@ def main(argv=None):
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-    folder = Path(tempfile.mkdtemp(prefix="translate_file_"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="translate_file_") as temporary:
+        folder = Path(temporary)
         source = folder / f"corpus.{args.source_lang}"
         write_corpus(Path(args.data_dir), args.source_lang, args.lines, source)
         rows = []
@@ -63,8 +62,6 @@ def main(argv=None):
                 seconds, peak = run_measured(command, {**os.environ, "PET_STANDALONE": "1"})
                 rows.append(f"| {name} | {processes} | {seconds:.0f} | {args.lines / seconds:.1f} | {peak:.0f} |")
                 output.unlink()
-    finally:
-        shutil.rmtree(folder)
     emit([
         f"Command: `python benchmarks/translate_file.py {args.model} --lines {args.lines} --dtype {args.dtype} "
         f"--beams {args.beams} --processes {args.processes}`  ",
